@@ -1,0 +1,139 @@
+"""The ``mlplatform`` command: run the whole graph for a spec, check a spec, open the UI, make data."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from mlplatform.lib.spec import SpecError, default_spec_path, load_spec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="materialize every asset for a spec through Dagster, then summarize")
+    run.add_argument("--spec", type=Path, default=None, help="project spec (default: $MLPLATFORM_SPEC or the bundled example)")
+    run.add_argument("--home", type=Path, default=None, help="state folder (default: $MLPLATFORM_HOME or ./.mlplatform)")
+
+    check = commands.add_parser("check-spec", help="check a spec file's shape and print what it means")
+    check.add_argument("spec", type=Path)
+
+    dev = commands.add_parser("dev", help="start the Dagster UI and daemon on this project's instance")
+    dev.add_argument("--home", type=Path, default=None)
+    dev.add_argument("--port", type=int, default=3000)
+
+    synth = commands.add_parser("synth", help="write synthetic rows with the bundled example's schema")
+    synth.add_argument("--rows", type=int, required=True)
+    synth.add_argument("--out", type=Path, required=True, help="a .csv or .parquet file")
+    synth.add_argument("--seed", type=int, default=0)
+
+    args = parser.parse_args(argv)
+    handlers = {"run": _run, "check-spec": _check_spec, "dev": _dev, "synth": _synth}
+    try:
+        return handlers[args.command](args)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check_spec(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    problem = spec.problem
+    print(f"{args.spec}: OK")
+    print(f"  project   {spec.name}")
+    print(f"  problem   {problem.task} of {problem.target!r}, optimising {problem.primary_metric}")
+    print(f"  source    {spec.source.kind}: {spec.source.uri}")
+    if problem.id_column or problem.time_column or problem.drop_columns:
+        print(f"  excluded  id={problem.id_column} time={problem.time_column} dropped={list(problem.drop_columns)}")
+    print(f"  split     {spec.split.holdout_fraction:.0%} holdout, seed {spec.split.seed}")
+    print("  (columns and the source itself are checked at the first ingestion)")
+    return 0
+
+
+def _environment(home: Path | None, spec: Path | None) -> None:
+    """Point this process (and what it starts) at one home folder; the settings module reads these."""
+    if home is not None:
+        os.environ["MLPLATFORM_HOME"] = str(home.resolve())
+    if spec is not None:
+        os.environ["MLPLATFORM_SPEC"] = str(spec.resolve())
+    from mlplatform.settings import Settings
+
+    settings = Settings.from_env()
+    dagster_home = settings.dagster_home
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    template = instance_config()
+    installed = dagster_home / "dagster.yaml"
+    if not installed.exists() or installed.read_bytes() != template.read_bytes():
+        shutil.copyfile(template, installed)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+
+
+def instance_config() -> Path:
+    """The project's dagster.yaml: beside workspace.yaml in a checkout, or packaged in the wheel."""
+    for candidate in (PROJECT_ROOT / "dagster.yaml", Path(__file__).resolve().parent / "dagster.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"dagster.yaml not found in {PROJECT_ROOT} or the installed package")
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec_path = (args.spec or Path(os.environ.get("MLPLATFORM_SPEC") or default_spec_path())).resolve()
+    spec = load_spec(spec_path)  # a malformed spec stops here, before anything starts
+    _environment(args.home, spec_path)
+    print(f"mlplatform: materializing every asset for {spec.name!r} ({spec_path})", flush=True)
+
+    import dagster as dg
+
+    from mlplatform import definitions, summary
+
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(
+            dg.reconstructable(definitions.materialize_all_job),
+            instance=instance,
+            run_config=definitions.run_config(spec_path, progress=True),
+            tags={"mlplatform/spec": str(spec_path), "mlplatform/launched_by": "cli"},
+        )
+        if not result.success:
+            print(f"\nerror: run {result.run_id} failed", file=sys.stderr)
+            for line in summary.failures(result):
+                print(f"  {line}", file=sys.stderr)
+            return 1
+        print()
+        print(summary.render(result, definitions.defs, instance))
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    _environment(args.home, None)
+    workspace = PROJECT_ROOT / "workspace.yaml"
+    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port)]
+    if workspace.is_file():
+        command += ["-w", str(workspace)]
+    else:
+        command += ["-m", "mlplatform.definitions"]
+    print(f"mlplatform: Dagster UI at http://127.0.0.1:{args.port} (instance {os.environ['DAGSTER_HOME']})", flush=True)
+    os.execv(sys.executable, command)
+    return 0  # not reached: execv replaces this process
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from mlplatform.lib import synthetic
+
+    frame = synthetic.penguins(args.rows, seed=args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.suffix == ".parquet":
+        frame.to_parquet(args.out, index=False)
+    else:
+        frame.to_csv(args.out, index=False)
+    print(f"wrote {len(frame)} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Raw data in, cleaned data out."""

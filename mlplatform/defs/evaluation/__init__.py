@@ -1,0 +1,1 @@
+"""Holdout evaluation and its report."""

@@ -1,0 +1,1 @@
+"""The train/holdout split and the feature pipeline."""

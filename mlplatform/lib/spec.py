@@ -1,0 +1,192 @@
+"""The project spec: one YAML file that names the problem and where its data comes from.
+
+Only the spec's *shape* is checked here (fields, types, known values, well-formed URLs). Whether its
+columns exist in the data, or its source is reachable, can only be known at ingestion.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+DEFAULT_METRIC = {"classification": "f1_macro", "regression": "rmse"}
+
+FILE_FORMATS = ("csv", "parquet", "json")
+SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle", "duckdb")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the file, the field and the value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Problem(_Strict):
+    task: Literal["classification", "regression"]
+    target: str = Field(min_length=1)
+    metric: str | None = None
+    id_column: str | None = None
+    time_column: str | None = None
+    drop_columns: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _metric_suits_task(self) -> Problem:
+        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        if self.metric is not None and self.metric not in allowed:
+            raise ValueError(
+                f"metric {self.metric!r} does not suit task {self.task!r}; choose one of {', '.join(allowed)}"
+            )
+        roles = {"id_column": self.id_column, "time_column": self.time_column}
+        for field, column in roles.items():
+            if column is not None and column == self.target:
+                raise ValueError(f"{field} {column!r} is also the target")
+        if self.target in self.drop_columns:
+            raise ValueError(f"drop_columns lists the target {self.target!r}")
+        return self
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metric or DEFAULT_METRIC[self.task]
+
+    @property
+    def excluded_columns(self) -> tuple[str, ...]:
+        """Columns that are never model inputs."""
+        return tuple(c for c in (self.target, self.id_column, self.time_column) if c is not None)
+
+
+class Source(_Strict):
+    """Where the data comes from, told apart by the URI's scheme.
+
+    - a local path (relative to the spec file) or ``file://``: a CSV, Parquet or JSON file, or a folder of them
+    - ``s3://bucket/key``: the same, in object storage (a key or a prefix)
+    - ``http(s)://``: an endpoint answering CSV or JSON
+    - a SQLAlchemy URL (``sqlite:///x.db``, ``postgresql+psycopg://...``) together with ``query``
+    ``${VAR}`` in ``uri`` or ``headers`` is read from the environment at ingestion, so secrets stay out of the file.
+    """
+
+    uri: str = Field(min_length=1)
+    format: Literal["auto", "csv", "parquet", "json"] = "auto"
+    query: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_records_path: str | None = None
+
+    @property
+    def kind(self) -> Literal["file", "s3", "http", "sql"]:
+        scheme = urlparse(self.uri).scheme.split("+")[0].lower()
+        if scheme in ("", "file") or re.fullmatch(r"[a-z]", scheme):  # a Windows drive letter is a path
+            return "file"
+        if scheme == "s3":
+            return "s3"
+        if scheme in ("http", "https"):
+            return "http"
+        return "sql"
+
+    @field_validator("uri")
+    @classmethod
+    def _well_formed(cls, uri: str) -> str:
+        parsed = urlparse(uri)
+        scheme = parsed.scheme.split("+")[0].lower()
+        if scheme in ("", "file") or re.fullmatch(r"[a-z]", scheme):
+            return uri
+        if scheme == "s3":
+            if not parsed.netloc:
+                raise ValueError(f"S3 URI {uri!r} has no bucket; write s3://bucket/key")
+            return uri
+        if scheme in ("http", "https"):
+            if not parsed.netloc:
+                raise ValueError(f"URL {uri!r} has no host")
+            return uri
+        if scheme in SQL_SCHEMES:
+            return uri
+        raise ValueError(
+            f"unknown scheme {parsed.scheme!r} in {uri!r}: use a file path, s3://, http(s):// "
+            f"or a SQLAlchemy URL ({', '.join(SQL_SCHEMES)})"
+        )
+
+    @model_validator(mode="after")
+    def _query_only_for_sql(self) -> Source:
+        if self.kind == "sql" and not self.query:
+            raise ValueError(f"a SQL source ({self.uri!r}) needs a query")
+        if self.kind != "sql" and self.query:
+            raise ValueError(f"query is only for SQL sources, not {self.kind} ({self.uri!r})")
+        return self
+
+
+class Split(_Strict):
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+
+
+class ProjectSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
+    problem: Problem
+    source: Source
+    split: Split = Split()
+    # Set by the loader, not written by users: relative paths in the spec are relative to its file.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def resolve_path(self, path: str) -> Path:
+        candidate = Path(path.removeprefix("file://")).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
+
+
+def expand_env(text: str, field: str) -> str:
+    """Replace ``${VAR}`` with the environment's value; an unset variable is an error, not an empty string."""
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise SpecError(f"{field}: environment variable {name} is not set (referenced as ${{{name}}})")
+        return os.environ[name]
+
+    return _ENV_REFERENCE.sub(lookup, text)
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{location}: required field is missing"
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown field (value {error['input']!r})"
+    shown = error.get("input")
+    if isinstance(shown, dict):
+        return f"{location}: {message}"
+    return f"{location}: {message} (got {shown!r})"
+
+
+def parse_spec(document: object, origin: str, base_dir: Path) -> ProjectSpec:
+    if not isinstance(document, dict):
+        raise SpecError(f"{origin}: the spec must be a mapping of fields, got {type(document).__name__}")
+    try:
+        return ProjectSpec.model_validate({**document, "base_dir": base_dir})
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(error) for error in exc.errors())
+        raise SpecError(f"{origin}: invalid spec\n  {problems}") from None
+
+
+def load_spec(path: str | Path) -> ProjectSpec:
+    """Read and check a spec file; raise SpecError naming the file, field and value on any problem."""
+    spec_path = Path(path).expanduser().resolve()
+    if not spec_path.is_file():
+        raise SpecError(f"{spec_path}: spec file not found")
+    try:
+        document = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{spec_path}: not valid YAML: {exc}") from None
+    return parse_spec(document, str(spec_path), spec_path.parent)
+
+
+def default_spec_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "examples" / "penguins.yaml"
