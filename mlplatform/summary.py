@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from mlplatform.settings import Settings
@@ -24,6 +26,9 @@ def render(result, definitions: dg.Definitions, instance: dg.DagsterInstance) ->
     training, holdout = metadata["training_data"], metadata["holdout_data"]
     settings = Settings.from_env()
     primary = report["primary_metric"]
+    ui_command = "uv run mlplatform dev"
+    if settings.home != Path(".mlplatform").resolve():
+        ui_command += f" --home {settings.home}"
     metric_lines = "\n".join(
         f"    {name.removeprefix('holdout_'):<18} {value:.4f}{'   <- optimised' if name == f'holdout_{primary}' else ''}"
         for name, value in report.items()
@@ -40,17 +45,20 @@ def render(result, definitions: dg.Definitions, instance: dg.DagsterInstance) ->
   artifacts   {settings.artifact_root}
   instance    {instance.root_directory}
 
-Open the UI on this instance:  uv run mlplatform dev     (then http://127.0.0.1:3000)"""
+Open the UI on this instance:  {ui_command}     (then http://127.0.0.1:3000)"""
 
 
 def failures(result) -> list[str]:
-    """The innermost error of each failed step: the message our code raised, not Dagster's wrapper."""
+    """The error each failed step raised in our code, unwrapped from Dagster's "error in op" wrapper (its
+    message already names the underlying cause)."""
     lines = []
     for event in result.all_events:
         if event.event_type_value != "STEP_FAILURE":
             continue
         error = event.step_failure_data.error
-        while error.cause is not None:
+        while error.cls_name.startswith("Dagster") and error.cause is not None:
             error = error.cause
-        lines.append(f"{event.step_key}: {error.cls_name}: {error.message.strip().removeprefix(error.cls_name + ': ')}")
+        # The message reads "package.module.Class: text"; the class's short name is enough.
+        text = error.message.strip().partition(f"{error.cls_name}: ")[2] or error.message.strip()
+        lines.append(f"{event.step_key}: {error.cls_name}: {text}")
     return lines or ["no step failed; see the run's events in the UI"]

@@ -26,7 +26,7 @@ def raw_data(context: dg.AssetExecutionContext, project: ProjectSpecResource) ->
         "dagster/column_schema": column_schema(frame),
         "data_version": version,
         "source": spec.source.uri,
-        "spec": str(spec.base_dir),
+        "spec": project.spec_path,
         "preview": dg.MetadataValue.md(frame.head(5).to_markdown(index=False)),
     }
     with warnings.catch_warnings():  # data_version on Output is marked beta; it is the content hash we want

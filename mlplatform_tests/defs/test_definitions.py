@@ -1,0 +1,85 @@
+"""The code location loads, quickly and without reading the spec, and holds the expected graph."""
+
+import dagster as dg
+import pytest
+
+from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
+from mlplatform.settings import Settings
+
+LINEAGE = {
+    "raw_data": set(),
+    "cleaned_data": {"raw_data"},
+    "training_data": {"cleaned_data"},
+    "holdout_data": {"cleaned_data"},
+    "feature_pipeline": {"training_data"},
+    "trained_model": {"feature_pipeline", "training_data"},
+    "evaluation_report": {"trained_model", "holdout_data"},
+}
+GROUPS = {
+    "raw_data": "data",
+    "cleaned_data": "data",
+    "training_data": "features",
+    "holdout_data": "features",
+    "feature_pipeline": "features",
+    "trained_model": "training",
+    "evaluation_report": "evaluation",
+}
+
+
+@pytest.fixture
+def graph(settings: Settings) -> dg.Definitions:
+    return build_definitions(settings)
+
+
+def test_the_shipped_module_loads() -> None:
+    from mlplatform.definitions import defs
+
+    defs.validate_loadable(defs)
+
+
+def test_lineage(graph: dg.Definitions) -> None:
+    specs = {spec.key.to_user_string(): spec for spec in graph.resolve_all_asset_specs()}
+    assert set(specs) == set(LINEAGE)
+    for key, parents in LINEAGE.items():
+        assert {dep.asset_key.to_user_string() for dep in specs[key].deps} == parents, key
+
+
+def test_groups_kinds_and_descriptions(graph: dg.Definitions) -> None:
+    for spec in graph.resolve_all_asset_specs():
+        key = spec.key.to_user_string()
+        assert spec.group_name == GROUPS[key]
+        assert spec.kinds, f"{key} has no kinds"
+        assert spec.description and "\n" not in spec.description.strip(), f"{key} needs a one-line description"
+
+
+def test_materialize_all_job_covers_every_asset(graph: dg.Definitions) -> None:
+    job = graph.resolve_job_def(MATERIALIZE_ALL)
+    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == set(LINEAGE)
+
+
+def test_a_broken_spec_does_not_break_loading(tmp_path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nproblem: {task: nonsense}\n")
+    settings = Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_SPEC": str(broken)})
+    defs = build_definitions(settings)
+    defs.validate_loadable(defs)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"MLPLATFORM_ENV": "staging"}, "MLPLATFORM_ENV='staging'"),
+        ({"MLPLATFORM_ENV": "cloud"}, "MLPLATFORM_BUCKET"),
+        ({"MLPLATFORM_EXECUTOR": "threads"}, "MLPLATFORM_EXECUTOR='threads'"),
+    ],
+)
+def test_bad_settings_are_named(environ: dict, message: str) -> None:
+    from mlplatform.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(environ)
+
+
+def test_cloud_settings_point_artifacts_at_the_bucket() -> None:
+    settings = Settings.from_env({"MLPLATFORM_ENV": "cloud", "MLPLATFORM_BUCKET": "models", "MLPLATFORM_PREFIX": "team/"})
+    assert settings.artifact_root == "s3://models/team"

@@ -1,0 +1,78 @@
+"""The ``mlplatform`` command as a user types it, in a subprocess, with its state under tmp_path."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_wine
+
+
+def mlplatform(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "mlplatform.cli", *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_check_spec_accepts_the_bundled_example(tmp_path: Path) -> None:
+    from mlplatform.lib.spec import default_spec_path
+
+    done = mlplatform("check-spec", str(default_spec_path()), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "classification of 'species', optimising f1_macro" in done.stdout
+
+
+def test_check_spec_names_the_field_and_value(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: demo\nproblem: {task: clasification, target: y}\nsource: {uri: 'ftp://host/x.csv'}\n")
+    done = mlplatform("check-spec", str(spec), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "problem.task" in done.stderr and "'clasification'" in done.stderr
+    assert "source.uri" in done.stderr and "'ftp'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_run_trains_a_users_own_csv_with_another_target(tmp_path: Path) -> None:
+    wine = load_wine(as_frame=True).frame.rename(columns={"target": "cultivar"})
+    wine["cultivar"] = wine["cultivar"].map({0: "barolo", 1: "grignolino", 2: "barbera"})
+    (tmp_path / "data").mkdir()
+    wine.to_csv(tmp_path / "data" / "wine.csv", index=False)
+    (tmp_path / "wine.yaml").write_text(
+        "name: wine\n"
+        "problem: {task: classification, target: cultivar, metric: balanced_accuracy}\n"
+        "source: {uri: data/wine.csv}\n"
+    )
+
+    done = mlplatform("run", "--spec", "wine.yaml", "--home", "state", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "178 rows ingested" in done.stdout
+    assert "balanced_accuracy" in done.stdout and "<- optimised" in done.stdout
+    for step in ("raw_data", "cleaned_data", "data_split", "feature_pipeline", "trained_model", "evaluation_report"):
+        assert f"{step}" in done.stdout and "done in" in done.stdout
+    assert (tmp_path / "state" / "dagster" / "dagster.yaml").is_file()
+    assert list((tmp_path / "state" / "artifacts" / "reports" / "wine").glob("*/report.md"))
+    assert not (tmp_path / ".mlplatform").exists()
+
+
+@pytest.mark.slow
+def test_run_fails_clearly_on_an_unreachable_source(tmp_path: Path) -> None:
+    (tmp_path / "spec.yaml").write_text(
+        "name: gone\nproblem: {task: regression, target: y}\nsource: {uri: 'http://127.0.0.1:9/data.csv'}\n"
+    )
+    done = mlplatform("run", "--spec", "spec.yaml", "--home", "state", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "raw_data: IngestionError: source.uri 'http://127.0.0.1:9/data.csv': unreachable" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_synth_writes_the_example_schema(tmp_path: Path) -> None:
+    done = mlplatform("synth", "--rows", "1000", "--out", "big.parquet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_parquet(tmp_path / "big.parquet")
+    example = pd.read_csv(Path(__file__).parent.parent / "mlplatform" / "examples" / "penguins.csv")
+    assert list(frame.columns) == list(example.columns) and len(frame) == 1000
