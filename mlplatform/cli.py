@@ -18,8 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="materialize every asset for a spec through Dagster, then summarize")
-    run.add_argument("--spec", type=Path, default=None, help="project spec (default: $MLPLATFORM_SPEC or the bundled example)")
-    run.add_argument("--home", type=Path, default=None, help="state folder (default: $MLPLATFORM_HOME or ./.mlplatform)")
+    run.add_argument(
+        "--spec", type=Path, default=None, help="project spec (default: $MLPLATFORM_SPEC or the bundled example)"
+    )
+    run.add_argument(
+        "--home", type=Path, default=None, help="state folder (default: $MLPLATFORM_HOME or ./.mlplatform)"
+    )
 
     check = commands.add_parser("check-spec", help="check a spec file's shape and print what it means")
     check.add_argument("spec", type=Path)

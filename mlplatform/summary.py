@@ -29,19 +29,22 @@ def render(result, definitions: dg.Definitions, instance: dg.DagsterInstance) ->
     ui_command = "uv run mlplatform dev"
     if settings.home != Path(".mlplatform").resolve():
         ui_command += f" --home {settings.home}"
+    marker = {f"holdout_{primary}": "   <- optimised"}
     metric_lines = "\n".join(
-        f"    {name.removeprefix('holdout_'):<18} {value:.4f}{'   <- optimised' if name == f'holdout_{primary}' else ''}"
+        f"    {name.removeprefix('holdout_'):<18} {value:.4f}{marker.get(name, '')}"
         for name, value in report.items()
         if name.startswith("holdout_") and name != "holdout_rows"
     )
+    rows = f"{cleaned['dagster/row_count']} rows after cleaning; "
+    rows += f"{training['dagster/row_count']} training / {holdout['dagster/row_count']} holdout"
     return f"""Run {result.run_id} succeeded.
 
-  data        {raw['dagster/row_count']} rows ingested from {raw['source']}, data version {raw['data_version']}
-              {cleaned['dagster/row_count']} rows after cleaning; {training['dagster/row_count']} training / {holdout['dagster/row_count']} holdout
-  model       {model['estimator']} trained on {model['training_rows']} rows
-  holdout metrics ({report['holdout_rows']} rows):
+  data        {raw["dagster/row_count"]} rows ingested from {raw["source"]}, data version {raw["data_version"]}
+              {rows}
+  model       {model["estimator"]} trained on {model["training_rows"]} rows
+  holdout metrics ({report["holdout_rows"]} rows):
 {metric_lines}
-  report      {report['report_path']}
+  report      {report["report_path"]}
   artifacts   {settings.artifact_root}
   instance    {instance.root_directory}
 

@@ -24,14 +24,14 @@ def penguins() -> pd.DataFrame:
 def write_spec(tmp_path: Path) -> Callable[..., Path]:
     """Write a spec file into tmp_path; keyword arguments replace top-level sections of a valid spec."""
 
-    def write(name: str = "spec.yaml", **sections: object) -> Path:
+    def write(filename: str = "spec.yaml", **sections: object) -> Path:
         document = {
             "name": "penguins",
             "problem": {"task": "classification", "target": "species", "drop_columns": ["year"]},
             "source": {"uri": str(EXAMPLE_CSV)},
         }
         document.update(sections)
-        path = tmp_path / name
+        path = tmp_path / filename
         path.write_text(yaml.safe_dump(document))
         return path
 
@@ -49,3 +49,31 @@ def spec_from(write_spec) -> Callable[..., ProjectSpec]:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(default_spec_path())})
+
+
+# Real servers (see mlplatform_tests/servers.py), imported here because this section was appended.
+from collections.abc import Iterator  # noqa: E402
+
+from mlplatform_tests.servers import S3Bucket, S3Server, running_moto_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server over real HTTP on 127.0.0.1, shared by the session; tests using it are `slow`."""
+    with running_moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Bucket]:
+    """A new bucket, with the environment pointing boto3 and s3fs at the server (AWS_ENDPOINT_URL_S3)."""
+    import s3fs
+
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_server.environment(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    # s3fs caches filesystem instances by their arguments, not by the environment they were built in.
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield S3Bucket.create(s3_server)
+    s3fs.S3FileSystem.clear_instance_cache()

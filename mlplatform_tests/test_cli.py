@@ -13,7 +13,12 @@ from sklearn.datasets import load_wine
 def mlplatform(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
     return subprocess.run(
-        [sys.executable, "-m", "mlplatform.cli", *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "mlplatform.cli", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

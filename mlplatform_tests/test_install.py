@@ -10,7 +10,9 @@ CORE = ("dagster", "dagster-webserver")
 INTEGRATIONS = ("dagster-aws", "dagster-k8s", "dagster-postgres")
 
 
-@pytest.mark.parametrize("module", ["dagster", "dagster_webserver", "dagster_aws.s3", "dagster_k8s", "dagster_postgres"])
+@pytest.mark.parametrize(
+    "module", ["dagster", "dagster_webserver", "dagster_aws.s3", "dagster_k8s", "dagster_postgres"]
+)
 def test_dagster_family_imports(module: str) -> None:
     importlib.import_module(module)
 

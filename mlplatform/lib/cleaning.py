@@ -23,6 +23,14 @@ class CleaningError(ValueError):
 def clean(raw: pd.DataFrame, spec: ProjectSpec) -> tuple[pd.DataFrame, dict]:
     """Return the cleaned frame and a report of every change made."""
     problem = spec.problem
+    named = {"problem.target": [problem.target], "problem.drop_columns": list(problem.drop_columns)}
+    named.update(
+        {f"problem.{role}": [getattr(problem, role)] for role in ("id_column", "time_column") if getattr(problem, role)}
+    )
+    for field, columns in named.items():
+        missing = [column for column in columns if column not in raw.columns]
+        if missing:
+            raise CleaningError(f"{field}: column {', '.join(map(repr, missing))} is not in the data")
     frame = raw.drop(columns=list(problem.drop_columns))
     report: dict = {"rows_in": len(raw), "columns_dropped_by_spec": list(problem.drop_columns)}
 
@@ -60,8 +68,10 @@ def _normalise_missing(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int
         series = frame[column]
         if not (types.is_object_dtype(series) or types.is_string_dtype(series)):
             continue
-        stripped = series.str.strip()
-        is_token = stripped.str.lower().isin(MISSING_TOKENS) & series.notna()
+        # Object columns can mix text with numbers or booleans (JSON gives such columns): only text is touched.
+        is_text = series.map(lambda value: isinstance(value, str)).astype(bool)
+        stripped = series.where(~is_text, series[is_text].str.strip() if is_text.any() else series)
+        is_token = is_text & stripped.where(is_text, "").str.lower().isin(MISSING_TOKENS)
         count = int(is_token.sum())
         if count:
             replaced[str(column)] = count
@@ -122,6 +132,11 @@ def _coerce_target(series: pd.Series, task: str, column: str) -> tuple[pd.Series
 
 def _to_datetime(series: pd.Series, column: str) -> pd.Series:
     parsed = pd.to_datetime(series, errors="coerce", utc=True)
+    # pandas infers one format from the first value; dates of mixed precision need the general parsers.
+    for general in ("ISO8601", "mixed"):
+        if not (series.notna() & parsed.isna()).any():
+            break
+        parsed = pd.to_datetime(series, errors="coerce", utc=True, format=general)
     bad = series.notna() & parsed.isna()
     if bad.any():
         sample = ", ".join(map(repr, series[bad].unique()[:5]))

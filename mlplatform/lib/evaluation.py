@@ -31,6 +31,10 @@ _SCORERS = {
 }
 
 
+class EvaluationError(ValueError):
+    """The holdout cannot score this model; the message says which class or metric is the problem."""
+
+
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
@@ -49,6 +53,13 @@ def evaluate(model: TrainedModel, holdout: pd.DataFrame, spec: ProjectSpec) -> E
     target = spec.problem.target
     inputs = list(model.pipeline.feature_names_in_)
     features, truth = holdout[inputs], holdout[target]
+    if spec.problem.task == "classification":
+        unseen = sorted(set(truth.astype(str)) - set(model.classes))
+        if unseen:
+            raise EvaluationError(
+                f"target {target!r}: holdout class(es) {', '.join(map(repr, unseen))} never appear in the training "
+                f"split (classes {list(model.classes)}); with a time_column, a class that only appears late does this"
+            )
     predicted = model.pipeline.predict(features)
     if spec.problem.task == "classification":
         probabilities = model.pipeline.predict_proba(features)
@@ -57,6 +68,11 @@ def evaluate(model: TrainedModel, holdout: pd.DataFrame, spec: ProjectSpec) -> E
     else:
         scores = regression_metrics(truth, predicted)
         plots = {"residuals": residuals_png(truth, predicted)}
+    if spec.problem.primary_metric not in scores:
+        raise EvaluationError(
+            f"problem.metric {spec.problem.primary_metric!r} is undefined on this holdout: it holds only "
+            f"class(es) {sorted(set(truth.astype(str)))} of {list(model.classes)}"
+        )
     importance = feature_importance(model, features, truth, spec)
     plots["feature_importance"] = importance_png(importance, spec.problem.primary_metric)
     return Evaluation(
@@ -86,7 +102,9 @@ def classification_metrics(truth, predicted, probabilities, classes) -> dict[str
         if len(classes) == 2:
             scores["roc_auc"] = skm.roc_auc_score(truth == classes[1], probabilities[:, 1])
         else:
-            scores["roc_auc"] = skm.roc_auc_score(truth, probabilities, multi_class="ovr", average="weighted", labels=list(classes))
+            scores["roc_auc"] = skm.roc_auc_score(
+                truth, probabilities, multi_class="ovr", average="weighted", labels=list(classes)
+            )
     return {name: float(value) for name, value in scores.items()}
 
 
@@ -98,16 +116,24 @@ def regression_metrics(truth, predicted) -> dict[str, float]:
     }
 
 
-def feature_importance(model: TrainedModel, features: pd.DataFrame, truth: pd.Series, spec: ProjectSpec) -> pd.DataFrame:
+def feature_importance(
+    model: TrainedModel, features: pd.DataFrame, truth: pd.Series, spec: ProjectSpec
+) -> pd.DataFrame:
     """Permutation importance of each input column on (a sample of) the holdout, in the primary metric."""
     if len(features) > IMPORTANCE_SAMPLE_ROWS:
         sample = features.sample(IMPORTANCE_SAMPLE_ROWS, random_state=spec.split.seed).index
         features, truth = features.loc[sample], truth.loc[sample]
+    metric = spec.problem.primary_metric
+    scoring = _SCORERS[metric]
+    if metric == "log_loss":  # the stock scorer infers labels from the sample, which may lack a class
+        scoring = skm.make_scorer(
+            skm.log_loss, greater_is_better=False, response_method="predict_proba", labels=list(model.classes)
+        )
     result = permutation_importance(
         model.pipeline,
         features,
         truth,
-        scoring=_SCORERS[spec.problem.primary_metric],
+        scoring=scoring,
         n_repeats=IMPORTANCE_REPEATS,
         random_state=spec.split.seed,
     )
@@ -170,7 +196,8 @@ def render_report(evaluation: Evaluation, spec: ProjectSpec, model: TrainedModel
     direction = "lower" if evaluation.primary_metric in LOWER_IS_BETTER else "higher"
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in evaluation.metrics.items())
     importance = "\n".join(
-        f"| {row.feature} | {row.importance:.4f} | {row.std:.4f} |" for row in evaluation.feature_importance.itertuples()
+        f"| {row.feature} | {row.importance:.4f} | {row.std:.4f} |"
+        for row in evaluation.feature_importance.itertuples()
     )
     images = "\n\n".join(f"### {name.replace('_', ' ').capitalize()}\n\n{link}" for name, link in image_links.items())
     return f"""# Evaluation of {spec.name}: {model.estimator_name}

@@ -61,7 +61,9 @@ def split(frame: pd.DataFrame, spec: ProjectSpec) -> tuple[pd.DataFrame, pd.Data
             frame, test_size=settings.holdout_fraction, random_state=settings.seed, stratify=stratify
         )
     if train.empty or holdout.empty:
-        raise FeatureError(f"split.holdout_fraction {settings.holdout_fraction} leaves an empty side of {len(frame)} rows")
+        raise FeatureError(
+            f"split.holdout_fraction {settings.holdout_fraction} leaves an empty side of {len(frame)} rows"
+        )
     summary = SplitSummary(strategy=strategy, training_rows=len(train), holdout_rows=len(holdout))
     return train.reset_index(drop=True), holdout.reset_index(drop=True), summary
 

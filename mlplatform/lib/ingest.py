@@ -5,14 +5,28 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import PurePosixPath
+from urllib.parse import urlparse
 
+import numpy as np
 import pandas as pd
 
-from mlplatform.lib.spec import ProjectSpec, Source, expand_env
+from mlplatform.lib.spec import ProjectSpec, Source, env_references, expand_env
 
 HTTP_TIMEOUT_SECONDS = 60
-_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+}
+_JSON_LINES = (".jsonl", ".ndjson")
+# Files a folder may hold beside its data: Spark's _SUCCESS and .crc files, .DS_Store. Arrow skips them too.
+_IGNORED_PREFIXES = (".", "_")
 
 
 class IngestionError(RuntimeError):
@@ -64,70 +78,127 @@ def _format_of(name: str, declared: str) -> str:
 
 
 def _parse(payload: bytes, fmt: str, name: str, records_path: str | None = None) -> pd.DataFrame:
+    """One file or response body as a frame; ``name`` is how errors refer to it."""
     try:
         if fmt == "csv":
             separator = "\t" if name.lower().endswith(".tsv") else ","
-            return pd.read_csv(io.BytesIO(payload), sep=separator, engine="pyarrow")
-        if fmt == "parquet":
-            return pd.read_parquet(io.BytesIO(payload))
-        return _parse_json(payload, records_path)
-    except IngestionError:
-        raise
+            frame = pd.read_csv(io.BytesIO(payload), sep=separator, engine="pyarrow")
+        elif fmt == "parquet":
+            frame = pd.read_parquet(io.BytesIO(payload))
+        else:
+            frame = _parse_json(payload, records_path, lines=name.lower().endswith(_JSON_LINES))
+    except IngestionError as exc:
+        raise IngestionError(f"{name}: {exc}") from None
     except Exception as exc:  # pandas and pyarrow raise many types for a file they cannot parse
         raise IngestionError(f"cannot parse {name} as {fmt}: {type(exc).__name__}: {exc}") from exc
+    return _plain_columns(frame)
 
 
-def _parse_json(payload: bytes, records_path: str | None) -> pd.DataFrame:
+def _parse_json(payload: bytes, records_path: str | None, lines: bool) -> pd.DataFrame:
     text = payload.decode("utf-8")
     stripped = text.lstrip()
     if not stripped.startswith(("[", "{")):
-        raise IngestionError("JSON payload is neither an array nor an object")
-    if stripped.startswith("{") and "\n{" in stripped and records_path is None:
+        raise IngestionError("the JSON payload is neither an array nor an object")
+    if records_path is None and (lines or (stripped.startswith("{") and "\n{" in stripped)):
         return pd.read_json(io.StringIO(text), lines=True)
     document = json.loads(text)
     if records_path:
         for part in records_path.split("."):
             if not isinstance(document, dict) or part not in document:
-                raise IngestionError(f"source.json_records_path: {records_path!r} not found in the JSON document")
+                raise IngestionError(f"source.json_records_path {records_path!r} is not in the JSON document")
             document = document[part]
     if isinstance(document, dict):
         lists = [key for key, value in document.items() if isinstance(value, list)]
         if len(lists) != 1:
-            raise IngestionError("the JSON object holds no single list of records; set source.json_records_path")
+            found = f"lists under {', '.join(map(repr, lists))}" if lists else "no list"
+            raise IngestionError(
+                f"the JSON object holds {found}, not one list of records; set source.json_records_path"
+            )
         document = document[lists[0]]
     if not isinstance(document, list):
-        raise IngestionError("the JSON records are not a list")
+        raise IngestionError(f"the JSON records are a {type(document).__name__}, not a list")
+    if not all(isinstance(record, dict) for record in document):
+        raise IngestionError("the JSON list holds values that are not records (objects)")
     return pd.json_normalize(document)
+
+
+def _plain_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Dates as datetimes, mixed and nested values as text: what cleaning, hashing and Parquet can handle.
+
+    Arrow hands CSV and Parquet dates over as ``datetime.date`` objects, which pandas treats as opaque. JSON
+    gives columns of several types (a field that is a number in one record and text in the next), which
+    Parquet cannot store, and nested values (lists, objects), which cannot be hashed or one-hot encoded;
+    both become text (nested values as JSON), and cleaning decides what the text holds.
+    """
+    for column in frame.columns:
+        series = frame[column]
+        if series.dtype != object:
+            continue
+        present = series.dropna()
+        if present.empty:
+            continue
+        kind = pd.api.types.infer_dtype(present, skipna=True)  # one pass in C, not a Python loop per value
+        if kind == "date":
+            frame[column] = pd.to_datetime(series)
+        elif kind in ("mixed", "mixed-integer"):
+            frame[column] = series.map(_as_text, na_action="ignore")
+    return frame
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
 
 
 def _read_files(spec: ProjectSpec, source: Source) -> pd.DataFrame:
     import fsspec
 
     uri = expand_env(source.uri, "source.uri")
-    location = str(spec.resolve_path(uri)) if source.kind == "file" else uri
+    if source.kind == "file":
+        expanded_scheme = urlparse(uri).scheme
+        if len(expanded_scheme) > 1 and expanded_scheme != "file":  # one letter is a Windows drive
+            raise IngestionError(
+                f"source.uri {source.uri!r} reads as a path in the spec but becomes a {expanded_scheme}:// URL "
+                f"from the environment; write the scheme in the spec (e.g. s3://${{BUCKET}}/key)"
+            )
+        location = str(spec.resolve_path(uri))
+    else:
+        location = uri
     try:
         filesystem, path = fsspec.core.url_to_fs(location)
+        # A long-running process (the Dagster daemon) must see what the source holds now, not a cached listing.
+        filesystem.invalidate_cache()
         if filesystem.isdir(path):
-            files = sorted(
-                f for f in filesystem.find(path)
-                if source.format != "auto" or PurePosixPath(f).suffix.lower() in _EXTENSIONS
-            )
+            files = sorted(f for f in filesystem.find(path) if _is_data_file(f, source.format))
             if not files:
-                raise IngestionError(f"source.uri {source.uri!r}: the folder {location} holds no CSV, Parquet or JSON files")
+                raise IngestionError(
+                    f"source.uri {source.uri!r}: the folder {location} holds no CSV, Parquet or JSON files"
+                )
         elif filesystem.isfile(path):
             files = [path]
         else:
             raise IngestionError(f"source.uri {source.uri!r}: no such file or folder: {location}")
+        names = [filesystem.unstrip_protocol(f) if source.kind == "s3" else f for f in files]
         frames = []
-        for file in files:
-            fmt = _format_of(file, source.format)
+        for file, name in zip(files, names, strict=True):
+            fmt = _format_of(name, source.format)
             with filesystem.open(file, "rb") as handle:
-                frames.append(_parse(handle.read(), fmt, file, source.json_records_path))
+                frames.append(_parse(handle.read(), fmt, name, source.json_records_path))
     except IngestionError:
         raise
     except Exception as exc:  # network, credentials, permissions: name the source, keep the cause
         raise IngestionError(f"source.uri {source.uri!r}: cannot read {location}: {type(exc).__name__}: {exc}") from exc
-    return _concat(frames, files)
+    return _concat(frames, names)
+
+
+def _is_data_file(path: str, declared: str) -> bool:
+    name = PurePosixPath(path).name
+    if name.startswith(_IGNORED_PREFIXES):
+        return False
+    return declared != "auto" or PurePosixPath(name).suffix.lower() in _EXTENSIONS
 
 
 def _concat(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
@@ -150,7 +221,11 @@ def _read_http(spec: ProjectSpec, source: Source) -> pd.DataFrame:
     try:
         response = requests.get(url, headers=headers, timeout=HTTP_TIMEOUT_SECONDS)
     except requests.RequestException as exc:
-        raise IngestionError(f"source.uri {source.uri!r}: unreachable: {type(exc).__name__}: {exc}") from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        hidden = _hide_secrets(reason, source)
+        # The exception's text holds the expanded URL; when that carries a secret, the cause must not travel on.
+        cause = exc if hidden == reason else None
+        raise IngestionError(f"source.uri {source.uri!r}: unreachable: {hidden}") from cause
     if response.status_code != 200:
         raise IngestionError(f"source.uri {source.uri!r}: HTTP {response.status_code} {response.reason}")
     fmt = source.format
@@ -161,8 +236,8 @@ def _read_http(spec: ProjectSpec, source: Source) -> pd.DataFrame:
         elif "csv" in content_type or content_type == "text/plain":
             fmt = "csv"
         else:
-            fmt = _format_of(url, "auto")
-    return _parse(response.content, fmt, url, source.json_records_path)
+            fmt = _format_of(source.uri, "auto")
+    return _parse(response.content, fmt, source.uri, source.json_records_path)
 
 
 def _read_sql(spec: ProjectSpec, source: Source) -> pd.DataFrame:
@@ -171,12 +246,28 @@ def _read_sql(spec: ProjectSpec, source: Source) -> pd.DataFrame:
     url = expand_env(source.uri, "source.uri")
     try:
         engine = sqlalchemy.create_engine(url)
-    except Exception as exc:  # a bad URL or a missing driver
+    except ModuleNotFoundError as exc:
+        raise IngestionError(
+            f"source.uri {source.uri!r}: its database driver is not installed ({exc}); install it, or name an "
+            f"installed driver in the URL's scheme (e.g. postgresql+psycopg2://)"
+        ) from exc
+    except Exception as exc:  # a bad URL or an unknown dialect
         raise IngestionError(f"source.uri {source.uri!r}: {type(exc).__name__}: {exc}") from exc
     try:
         with engine.connect() as connection:
-            return pd.read_sql_query(sqlalchemy.text(source.query or ""), connection)
+            frame = pd.read_sql_query(sqlalchemy.text(source.query or ""), connection)
     except Exception as exc:  # unreachable server, bad credentials, bad query
         raise IngestionError(f"source.query on {source.uri!r}: {type(exc).__name__}: {exc}") from exc
     finally:
         engine.dispose()
+    return _plain_columns(frame)
+
+
+def _hide_secrets(text: str, source: Source) -> str:
+    """Put the ``${VAR}`` references back where their values appear in ``text``."""
+    written = [source.uri, *source.headers.values()]
+    for name in sorted({name for value in written for name in env_references(value)}):
+        value = os.environ.get(name, "")
+        if len(value) >= 4:  # shorter values would mask unrelated text and are no secret anyway
+            text = text.replace(value, f"${{{name}}}")
+    return text

@@ -21,7 +21,7 @@ LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 DEFAULT_METRIC = {"classification": "f1_macro", "regression": "rmse"}
 
 FILE_FORMATS = ("csv", "parquet", "json")
-SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle", "duckdb")
+SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "mssql", "oracle", "duckdb")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -70,9 +70,11 @@ class Source(_Strict):
     """Where the data comes from, told apart by the URI's scheme.
 
     - a local path (relative to the spec file) or ``file://``: a CSV, Parquet or JSON file, or a folder of them
-    - ``s3://bucket/key``: the same, in object storage (a key or a prefix)
+    - ``s3://bucket/key``: the same, in object storage (a key or a prefix); credentials, region and endpoint
+      come from the usual AWS environment (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ...), and
+      ``AWS_ENDPOINT_URL_S3`` points at an S3-compatible store (MinIO, moto) instead of AWS
     - ``http(s)://``: an endpoint answering CSV or JSON
-    - a SQLAlchemy URL (``sqlite:///x.db``, ``postgresql+psycopg://...``) together with ``query``
+    - a SQLAlchemy URL (``sqlite:///x.db``, ``postgresql+psycopg2://...``) together with ``query``
     ``${VAR}`` in ``uri`` or ``headers`` is read from the environment at ingestion, so secrets stay out of the file.
     """
 
@@ -110,6 +112,8 @@ class Source(_Strict):
             return uri
         if scheme in SQL_SCHEMES:
             return uri
+        if scheme == "postgres":
+            raise ValueError(f"{uri!r}: SQLAlchemy 2 no longer reads postgres://; write postgresql://")
         raise ValueError(
             f"unknown scheme {parsed.scheme!r} in {uri!r}: use a file path, s3://, http(s):// "
             f"or a SQLAlchemy URL ({', '.join(SQL_SCHEMES)})"
@@ -120,7 +124,11 @@ class Source(_Strict):
         if self.kind == "sql" and not self.query:
             raise ValueError(f"a SQL source ({self.uri!r}) needs a query")
         if self.kind != "sql" and self.query:
-            raise ValueError(f"query is only for SQL sources, not {self.kind} ({self.uri!r})")
+            hint = ""
+            if _ENV_REFERENCE.match(self.uri):
+                # The kind is decided when the spec is checked, before the environment is read.
+                hint = "; write the scheme in the spec, e.g. postgresql://${DB_USER}:${DB_PASSWORD}@host/db"
+            raise ValueError(f"query is only for SQL sources, not {self.kind} ({self.uri!r}){hint}")
         return self
 
 
@@ -144,6 +152,7 @@ class ProjectSpec(_Strict):
 
 def expand_env(text: str, field: str) -> str:
     """Replace ``${VAR}`` with the environment's value; an unset variable is an error, not an empty string."""
+
     def lookup(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
@@ -151,6 +160,11 @@ def expand_env(text: str, field: str) -> str:
         return os.environ[name]
 
     return _ENV_REFERENCE.sub(lookup, text)
+
+
+def env_references(text: str) -> list[str]:
+    """The names of the environment variables ``text`` refers to as ``${VAR}``."""
+    return _ENV_REFERENCE.findall(text)
 
 
 def _describe(error: dict) -> str:
@@ -169,6 +183,8 @@ def _describe(error: dict) -> str:
 def parse_spec(document: object, origin: str, base_dir: Path) -> ProjectSpec:
     if not isinstance(document, dict):
         raise SpecError(f"{origin}: the spec must be a mapping of fields, got {type(document).__name__}")
+    if "base_dir" in document:  # set by the loader below; a user's value would be silently overwritten
+        raise SpecError(f"{origin}: invalid spec\n  base_dir: unknown field (value {document['base_dir']!r})")
     try:
         return ProjectSpec.model_validate({**document, "base_dir": base_dir})
     except ValidationError as exc:

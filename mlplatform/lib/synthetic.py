@@ -22,7 +22,13 @@ MEASUREMENTS = {  # column: {species: (mean, standard deviation)}
     "flipper_length_mm": {"Adelie": (190.0, 6.5), "Chinstrap": (195.8, 7.1), "Gentoo": (217.2, 6.5)},
     "body_mass_g": {"Adelie": (3700.7, 458.6), "Chinstrap": (3733.1, 384.3), "Gentoo": (5076.0, 504.1)},
 }
-MISSING_SHARE = {"bill_length_mm": 0.006, "bill_depth_mm": 0.006, "flipper_length_mm": 0.006, "body_mass_g": 0.006, "sex": 0.03}
+MISSING_SHARE = {
+    "bill_length_mm": 0.006,
+    "bill_depth_mm": 0.006,
+    "flipper_length_mm": 0.006,
+    "body_mass_g": 0.006,
+    "sex": 0.03,
+}
 
 
 def penguins(rows: int, seed: int = 0) -> pd.DataFrame:

@@ -55,7 +55,9 @@ def train(feature_pipeline: ColumnTransformer, training: pd.DataFrame, spec: Pro
     return TrainedModel(
         pipeline=pipeline,
         estimator_name=type(estimator).__name__,
-        parameters={k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))},
+        parameters={
+            k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))
+        },
         training_rows=len(training),
         fit_seconds=elapsed,
         classes=classes,

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
 
-from mlplatform.defs.data.assets import cleaned_data, raw_data
 from mlplatform.definitions import MATERIALIZE_ALL, build_definitions, build_resources
+from mlplatform.defs.data.assets import cleaned_data, raw_data
 from mlplatform.settings import Settings
 
 
@@ -76,9 +76,10 @@ def test_whole_graph_on_the_bundled_example(settings: Settings) -> None:
     split = materialization(result, "training_data")
     assert split["dagster/row_count"] + report["holdout_rows"] == 344
     model = joblib.load(Path(materialization(result, "trained_model")["path"]))
-    assert model.pipeline.predict(pd.read_csv(settings.spec_path.parent / "penguins.csv").head(3)).tolist() == [
-        "Adelie"
-    ] * 3
+    assert (
+        model.pipeline.predict(pd.read_csv(settings.spec_path.parent / "penguins.csv").head(3)).tolist()
+        == ["Adelie"] * 3
+    )
 
 
 def test_a_users_own_regression_data_through_a_spec_alone(tmp_path: Path, write_spec) -> None:
@@ -109,7 +110,10 @@ def test_a_users_own_regression_data_through_a_spec_alone(tmp_path: Path, write_
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
-        ({"problem": {"task": "classification", "target": "colour"}}, "problem.target: column 'colour' is not in the data"),
+        (
+            {"problem": {"task": "classification", "target": "colour"}},
+            "problem.target: column 'colour' is not in the data",
+        ),
         ({"source": {"uri": "no/such/file.csv"}}, "no such file or folder"),
         ({"problem": {"task": "astrology", "target": "species"}}, "problem.task"),
     ],

@@ -81,5 +81,7 @@ def test_bad_settings_are_named(environ: dict, message: str) -> None:
 
 
 def test_cloud_settings_point_artifacts_at_the_bucket() -> None:
-    settings = Settings.from_env({"MLPLATFORM_ENV": "cloud", "MLPLATFORM_BUCKET": "models", "MLPLATFORM_PREFIX": "team/"})
+    settings = Settings.from_env(
+        {"MLPLATFORM_ENV": "cloud", "MLPLATFORM_BUCKET": "models", "MLPLATFORM_PREFIX": "team/"}
+    )
     assert settings.artifact_root == "s3://models/team"

@@ -24,7 +24,9 @@ def data_split(context: dg.AssetExecutionContext, cleaned_data: pd.DataFrame, pr
     the spec names a time column."""
     spec = project.load()
     training, holdout, summary = features.split(cleaned_data, spec)
-    context.log.info(f"Split {summary.training_rows} training / {summary.holdout_rows} holdout rows: {summary.strategy}")
+    context.log.info(
+        f"Split {summary.training_rows} training / {summary.holdout_rows} holdout rows: {summary.strategy}"
+    )
     target = spec.problem.target
     for name, frame in (("training_data", training), ("holdout_data", holdout)):
         metadata = {"dagster/row_count": len(frame), "strategy": summary.strategy}
@@ -44,7 +46,9 @@ def feature_pipeline(
     pipeline = features.fit_feature_pipeline(training_data, spec)
     numeric, categorical = features.feature_columns(training_data, spec)
     outputs = list(pipeline.get_feature_names_out())
-    context.log.info(f"Fitted features: {len(numeric)} numeric + {len(categorical)} categorical -> {len(outputs)} inputs")
+    context.log.info(
+        f"Fitted features: {len(numeric)} numeric + {len(categorical)} categorical -> {len(outputs)} inputs"
+    )
     return dg.Output(
         pipeline,
         metadata={

@@ -1,0 +1,43 @@
+"""MLPLATFORM_ENV=cloud: the same graph, with every artifact in S3 (moto's server over real HTTP)."""
+
+import dagster as dg
+import pytest
+
+from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
+from mlplatform.lib.spec import default_spec_path
+from mlplatform.settings import Settings
+
+
+@pytest.mark.slow
+def test_the_whole_graph_stores_its_artifacts_in_the_bucket(s3_bucket, tmp_path) -> None:
+    settings = Settings.from_env(
+        {
+            "MLPLATFORM_ENV": "cloud",
+            "MLPLATFORM_BUCKET": s3_bucket.name,
+            "MLPLATFORM_PREFIX": "team-a",
+            "MLPLATFORM_HOME": str(tmp_path / "home"),
+            "MLPLATFORM_SPEC": str(default_spec_path()),
+        }
+    )
+    result = (
+        build_definitions(settings)
+        .resolve_job_def(MATERIALIZE_ALL)
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    )
+
+    assert result.success
+    listing = s3_bucket.server.client().list_objects_v2(Bucket=s3_bucket.name, Prefix="team-a/")
+    keys = {item["Key"] for item in listing.get("Contents", [])}
+    for asset, suffix in [
+        ("raw_data", "parquet"),
+        ("cleaned_data", "parquet"),
+        ("training_data", "parquet"),
+        ("holdout_data", "parquet"),
+        ("feature_pipeline", "joblib"),
+        ("trained_model", "joblib"),
+        ("evaluation_report", "joblib"),
+    ]:
+        assert f"team-a/assets/{asset}.{suffix}" in keys
+    reports = {key for key in keys if key.startswith(f"team-a/reports/penguins/{result.run_id}/")}
+    assert {key.rsplit("/", 1)[1] for key in reports} == {"report.md", "confusion_matrix.png", "feature_importance.png"}
+    assert not (tmp_path / "home" / "artifacts").exists()

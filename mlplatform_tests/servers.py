@@ -1,0 +1,189 @@
+"""Real servers for tests, on 127.0.0.1: moto's S3 server in a subprocess, and a small HTTP server in a thread.
+
+Both speak real HTTP, so the code under test goes through its real client stack (s3fs/aiobotocore,
+requests) exactly as it would against AWS or a partner's API.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+MOTO_START_SECONDS = 60
+MOTO_STOP_SECONDS = 10
+# Fake credentials: moto accepts any, and botocore refuses to sign a request without some.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint_url: str
+
+    def environment(self, config_dir: Path) -> dict[str, str]:
+        """What points boto3 and s3fs at this server, with no code in the spec: botocore (>= 1.31) reads
+        AWS_ENDPOINT_URL_S3. The config files are redirected so a developer's ~/.aws cannot interfere."""
+        return {
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            "AWS_CONFIG_FILE": str(config_dir / "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(config_dir / "aws-credentials"),
+            **FAKE_CREDENTIALS,
+        }
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """A freshly created, uniquely named bucket on an S3Server."""
+
+    server: S3Server
+    name: str
+
+    @classmethod
+    def create(cls, server: S3Server) -> S3Bucket:
+        bucket = cls(server, f"test-{uuid.uuid4().hex[:16]}")
+        server.client().create_bucket(Bucket=bucket.name)
+        return bucket
+
+    def put(self, key: str, payload: bytes) -> str:
+        self.server.client().put_object(Bucket=self.name, Key=key, Body=payload)
+        return self.uri(key)
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.name}/{key}"
+
+
+@contextmanager
+def running_moto_server(log_dir: Path) -> Iterator[S3Server]:
+    """moto's S3 server as a subprocess on a free port; stopped (terminate, then kill) on exit."""
+    log_path = log_dir / "moto_server.log"
+    with log_path.open("ab") as log:
+        process, endpoint_url = _start_moto(log, log_path)
+        try:
+            yield S3Server(endpoint_url)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=MOTO_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _start_moto(log, log_path: Path) -> tuple[subprocess.Popen, str]:
+    # The port is free when probed but could be taken before moto binds it; a second try covers that race.
+    for _attempt in range(3):
+        port = free_port()
+        endpoint_url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + MOTO_START_SECONDS
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{endpoint_url}/moto-api/", timeout=1):
+                    return process, endpoint_url
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.05)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            raise RuntimeError(
+                f"moto's server did not answer on {endpoint_url} within {MOTO_START_SECONDS}s; see {log_path}"
+            )
+    raise RuntimeError(f"moto's server exited with code {process.returncode} while starting; see {log_path}")
+
+
+@dataclass(frozen=True)
+class Route:
+    body: bytes
+    content_type: str = "text/plain"
+    status: int = 200
+    required_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class HTTPTestServer:
+    """Serves fixed responses by path; answers 401 when a route's required headers are missing or wrong."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def route(self, path: str, body: str | bytes, content_type: str = "text/plain", **options) -> str:
+        payload = body.encode() if isinstance(body, str) else body
+        self.routes[path] = Route(payload, content_type, **options)
+        return self.base_url + path
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append((self.path, dict(self.headers)))
+                route = server.routes.get(self.path)
+                if route is None:
+                    self._answer(404, b"no such route", "text/plain")
+                elif any(self.headers.get(k) != v for k, v in route.required_headers.items()):
+                    self._answer(401, b"missing or wrong credentials", "text/plain")
+                else:
+                    self._answer(route.status, route.body, route.content_type)
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+                pass
+
+        return Handler
+
+    def __enter__(self) -> HTTPTestServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
