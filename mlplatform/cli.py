@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -90,27 +91,62 @@ def _run(args: argparse.Namespace) -> int:
     spec_path = (args.spec or Path(os.environ.get("MLPLATFORM_SPEC") or default_spec_path())).resolve()
     spec = load_spec(spec_path)  # a malformed spec stops here, before anything starts
     _environment(args.home, spec_path)
-    print(f"mlplatform: materializing every asset for {spec.name!r} ({spec_path})", flush=True)
 
     import dagster as dg
 
     from mlplatform import definitions, summary
+    from mlplatform.lib import batches, ingest
+
+    run_config = definitions.run_config(spec_path, progress=True)
+    tags = {"mlplatform/spec": str(spec_path), "mlplatform/launched_by": "cli"}
+
+    def execute(job, what: str) -> dg.ExecuteJobResult:
+        print(f"mlplatform: {what}", flush=True)
+        return dg.execute_job(dg.reconstructable(job), instance=instance, run_config=run_config, tags=tags)
 
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(
-            dg.reconstructable(definitions.materialize_all_job),
-            instance=instance,
-            run_config=definitions.run_config(spec_path, progress=True),
-            tags={"mlplatform/spec": str(spec_path), "mlplatform/launched_by": "cli"},
-        )
-        if not result.success:
-            print(f"\nerror: run {result.run_id} failed", file=sys.stderr)
-            for line in summary.failures(result):
-                print(f"  {line}", file=sys.stderr)
+        try:
+            files = ingest.list_files(spec) if spec.source.kind in ("file", "s3") else None
+        except ingest.IngestionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 1
+        if not batches.appends(spec, files):
+            result = execute(
+                definitions.materialize_all_job, f"materializing every asset for {spec.name!r} ({spec_path})"
+            )
+            if not result.success:
+                return _failed(result, summary)
+            print()
+            print(summary.render(instance, [result.run_id], []))
+            return 0
+
+        # A folder of batches: validate each new batch on its own, then train once on what was accepted.
+        run_ids, rejected = [], []
+        for _ in range(len(files.paths)):
+            result = execute(definitions.ingest_batch_job, f"validating the next new batch in {spec.source.uri}")
+            if not result.success:
+                _failed(result, summary)
+                rejected += [line for line in summary.failures(result) if not line.startswith("  ")]
+                continue
+            run_ids.append(result.run_id)
+            if not result.get_asset_materialization_events():
+                break  # no new batch left
+        if summary.latest_metadata(instance, "accepted_data") == {}:
+            print("error: no batch has been accepted, so there is nothing to train on", file=sys.stderr)
+            return 1
+        result = execute(definitions.train_and_evaluate_job, "training and evaluating on the accepted data")
+        if not result.success:
+            return _failed(result, summary)
         print()
-        print(summary.render(result, definitions.defs, instance))
-    return 0
+        print(summary.render(instance, [*run_ids, result.run_id], rejected))
+    return 1 if rejected else 0
+
+
+def _failed(result, summary) -> int:
+    print(f"\nerror: run {result.run_id} failed", file=sys.stderr)
+    for line in summary.failures(result):
+        print(f"  {line}", file=sys.stderr)
+    return 1
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -122,6 +158,10 @@ def _dev(args: argparse.Namespace) -> int:
     else:
         command += ["-m", "mlplatform.definitions"]
     print(f"mlplatform: Dagster UI at http://127.0.0.1:{args.port} (instance {os.environ['DAGSTER_HOME']})", flush=True)
+    # Started in the background by a non-interactive shell, SIGINT arrives ignored and Dagster copies that
+    # onto SIGTERM in every child; restore both so `kill` stops the whole stack.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execv(sys.executable, command)
     return 0  # not reached: execv replaces this process
 

@@ -77,3 +77,42 @@ def s3_bucket(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     s3fs.S3FileSystem.clear_instance_cache()
     yield S3Bucket.create(s3_server)
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+# The real Dagster UI stack (see mlplatform_tests/servers_dagster.py), started once per session for the
+# slow UI tests; imported here because this section was appended.
+import signal  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
+
+from mlplatform_tests.servers_dagster import (  # noqa: E402
+    DagsterServers,
+    dagster_dev,
+    launch_materialize_all,
+    sigint_ignored,
+    wait_for_code_location,
+    wait_for_run,
+)
+
+
+@pytest.fixture(scope="session")
+def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterServers]:
+    """``mlplatform dev`` on a free port with its home under tmp_path, its code location loaded.
+
+    Started the way that used to make it ignore SIGTERM (as a shell's background job, SIGINT ignored),
+    and stopped with SIGTERM: leaving the session fails unless every process of the stack exited by
+    itself, in time, with nothing killed and nothing left running."""
+    home = tmp_path_factory.mktemp("dagster_ui") / "home"
+    environment = {"MLPLATFORM_SPEC": str(default_spec_path())}
+    with ExitStack() as stack:
+        with sigint_ignored():
+            servers = stack.enter_context(dagster_dev(home, environment=environment, stop_signal=signal.SIGTERM))
+        wait_for_code_location(servers)
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def materialized_run(dagster_ui: DagsterServers) -> str:
+    """The id of a successful run launched as the UI's "Materialize all" does, on the session's stack."""
+    run_id = launch_materialize_all(dagster_ui, tags={"mlplatform/launched_by": "pytest"})
+    wait_for_run(dagster_ui, run_id)
+    return run_id

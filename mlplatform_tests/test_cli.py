@@ -57,7 +57,15 @@ def test_run_trains_a_users_own_csv_with_another_target(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "178 rows ingested" in done.stdout
     assert "balanced_accuracy" in done.stdout and "<- optimised" in done.stdout
-    for step in ("raw_data", "cleaned_data", "data_split", "feature_pipeline", "trained_model", "evaluation_report"):
+    for step in (
+        "raw_batch",
+        "accepted_data",
+        "cleaned_data",
+        "data_split",
+        "feature_pipeline",
+        "trained_model",
+        "evaluation_report",
+    ):
         assert f"{step}" in done.stdout and "done in" in done.stdout
     assert (tmp_path / "state" / "dagster" / "dagster.yaml").is_file()
     assert list((tmp_path / "state" / "artifacts" / "reports" / "wine").glob("*/report.md"))
@@ -71,7 +79,7 @@ def test_run_fails_clearly_on_an_unreachable_source(tmp_path: Path) -> None:
     )
     done = mlplatform("run", "--spec", "spec.yaml", "--home", "state", cwd=tmp_path)
     assert done.returncode == 1
-    assert "raw_data: IngestionError: source.uri 'http://127.0.0.1:9/data.csv': unreachable" in done.stderr
+    assert "raw_batch: IngestionError: source.uri 'http://127.0.0.1:9/data.csv': unreachable" in done.stderr
     assert "Traceback" not in done.stderr
 
 

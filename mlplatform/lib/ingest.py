@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
@@ -77,8 +78,14 @@ def _format_of(name: str, declared: str) -> str:
     return _EXTENSIONS[suffix]
 
 
-def _parse(payload: bytes, fmt: str, name: str, records_path: str | None = None) -> pd.DataFrame:
+def _parse(
+    payload: bytes, fmt: str, name: str, records_path: str | None = None, encoding: str = "utf-8"
+) -> pd.DataFrame:
     """One file or response body as a frame; ``name`` is how errors refer to it."""
+    if not payload.strip():
+        raise IngestionError(f"{name}: the file is empty")
+    if fmt in ("csv", "json"):
+        payload = _as_utf8(payload, name, encoding)
     try:
         if fmt == "csv":
             separator = "\t" if name.lower().endswith(".tsv") else ","
@@ -91,7 +98,22 @@ def _parse(payload: bytes, fmt: str, name: str, records_path: str | None = None)
         raise IngestionError(f"{name}: {exc}") from None
     except Exception as exc:  # pandas and pyarrow raise many types for a file they cannot parse
         raise IngestionError(f"cannot parse {name} as {fmt}: {type(exc).__name__}: {exc}") from exc
+    if frame.empty:
+        raise IngestionError(f"{name}: no rows (columns: {', '.join(map(str, frame.columns)) or 'none'})")
     return _plain_columns(frame)
+
+
+def _as_utf8(payload: bytes, name: str, encoding: str) -> bytes:
+    try:
+        text = payload.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise IngestionError(
+            f"{name}: not {encoding} text (byte {payload[exc.start]:#04x} at offset {exc.start}); "
+            f"set source.encoding if the file uses another encoding"
+        ) from None
+    if "\x00" in text:
+        raise IngestionError(f"{name}: holds NUL bytes, so it is binary, not {encoding} text")
+    return payload if encoding == "utf-8" else text.encode("utf-8")
 
 
 def _parse_json(payload: bytes, records_path: str | None, lines: bool) -> pd.DataFrame:
@@ -153,9 +175,22 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _read_files(spec: ProjectSpec, source: Source) -> pd.DataFrame:
+@dataclass(frozen=True)
+class DataFiles:
+    """The data files a file or object-storage source holds now."""
+
+    filesystem: object
+    location: str  # the source's file or folder, resolved
+    paths: tuple[str, ...]  # as the filesystem names them
+    names: tuple[str, ...]  # as people read them (s3://bucket/key for object storage)
+    is_folder: bool
+
+
+def list_files(spec: ProjectSpec) -> DataFiles:
+    """The data files of a file or S3 source, sorted by name; an error names the source if there are none."""
     import fsspec
 
+    source = spec.source
     uri = expand_env(source.uri, "source.uri")
     if source.kind == "file":
         expanded_scheme = urlparse(uri).scheme
@@ -171,27 +206,42 @@ def _read_files(spec: ProjectSpec, source: Source) -> pd.DataFrame:
         filesystem, path = fsspec.core.url_to_fs(location)
         # A long-running process (the Dagster daemon) must see what the source holds now, not a cached listing.
         filesystem.invalidate_cache()
-        if filesystem.isdir(path):
+        is_folder = filesystem.isdir(path)
+        if is_folder:
             files = sorted(f for f in filesystem.find(path) if _is_data_file(f, source.format))
-            if not files:
-                raise IngestionError(
-                    f"source.uri {source.uri!r}: the folder {location} holds no CSV, Parquet or JSON files"
-                )
         elif filesystem.isfile(path):
             files = [path]
         else:
             raise IngestionError(f"source.uri {source.uri!r}: no such file or folder: {location}")
-        names = [filesystem.unstrip_protocol(f) if source.kind == "s3" else f for f in files]
-        frames = []
-        for file, name in zip(files, names, strict=True):
-            fmt = _format_of(name, source.format)
-            with filesystem.open(file, "rb") as handle:
-                frames.append(_parse(handle.read(), fmt, name, source.json_records_path))
     except IngestionError:
         raise
     except Exception as exc:  # network, credentials, permissions: name the source, keep the cause
         raise IngestionError(f"source.uri {source.uri!r}: cannot read {location}: {type(exc).__name__}: {exc}") from exc
-    return _concat(frames, names)
+    names = tuple(filesystem.unstrip_protocol(f) if source.kind == "s3" else f for f in files)
+    return DataFiles(filesystem, location, tuple(files), names, is_folder)
+
+
+def read_file(spec: ProjectSpec, files: DataFiles, index: int) -> tuple[pd.DataFrame, bytes]:
+    """One data file as a frame, and its bytes as they arrived."""
+    source = spec.source
+    path, name = files.paths[index], files.names[index]
+    try:
+        with files.filesystem.open(path, "rb") as handle:
+            payload = handle.read()
+    except Exception as exc:  # network, credentials, permissions
+        raise IngestionError(f"source.uri {source.uri!r}: cannot read {name}: {type(exc).__name__}: {exc}") from exc
+    frame = _parse(payload, _format_of(name, source.format), name, source.json_records_path, source.encoding)
+    return frame, payload
+
+
+def _read_files(spec: ProjectSpec, source: Source) -> pd.DataFrame:
+    files = list_files(spec)
+    if not files.paths:
+        raise IngestionError(
+            f"source.uri {source.uri!r}: the folder {files.location} holds no CSV, Parquet or JSON files"
+        )
+    frames = [read_file(spec, files, index)[0] for index in range(len(files.paths))]
+    return _concat(frames, list(files.names))
 
 
 def _is_data_file(path: str, declared: str) -> bool:
@@ -237,7 +287,7 @@ def _read_http(spec: ProjectSpec, source: Source) -> pd.DataFrame:
             fmt = "csv"
         else:
             fmt = _format_of(source.uri, "auto")
-    return _parse(response.content, fmt, source.uri, source.json_records_path)
+    return _parse(response.content, fmt, source.uri, source.json_records_path, source.encoding)
 
 
 def _read_sql(spec: ProjectSpec, source: Source) -> pd.DataFrame:

@@ -80,6 +80,11 @@ class Source(_Strict):
 
     uri: str = Field(min_length=1)
     format: Literal["auto", "csv", "parquet", "json"] = "auto"
+    # snapshot: the source holds the whole dataset, and each read replaces the last accepted one.
+    # batches: each file in the folder or prefix is a batch, validated on its own before it joins the rest.
+    # auto: batches for a folder or prefix, snapshot otherwise.
+    mode: Literal["auto", "snapshot", "batches"] = "auto"
+    encoding: str = "utf-8"
     query: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     json_records_path: str | None = None
@@ -119,6 +124,16 @@ class Source(_Strict):
             f"or a SQLAlchemy URL ({', '.join(SQL_SCHEMES)})"
         )
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        import codecs
+
+        try:
+            return codecs.lookup(encoding).name
+        except LookupError:
+            raise ValueError(f"unknown text encoding {encoding!r}") from None
+
     @model_validator(mode="after")
     def _query_only_for_sql(self) -> Source:
         if self.kind == "sql" and not self.query:
@@ -137,11 +152,53 @@ class Split(_Strict):
     seed: int = 42
 
 
+Severity = Literal["error", "warn"]
+
+
+class ColumnContract(_Strict):
+    """What the user promises about one column; every batch is held to it."""
+
+    type: Literal["number", "category", "boolean"] | None = None
+    required: bool = True
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str | int | float | bool, ...] | None = None
+    max_null_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+    severity: Severity = "error"
+
+
+class ProfileSettings(_Strict):
+    """Expectations learned from the accepted data: ranges, category sets, null fractions, columns."""
+
+    enabled: bool = True
+    severity: Severity = "error"
+    range_margin: float = Field(default=0.1, ge=0.0)  # widen a learned range by this share of its span
+    null_margin: float = Field(default=0.05, ge=0.0, le=1.0)  # allowed rise of a column's null fraction
+    max_categories: int = Field(default=50, ge=1)  # text columns with more distinct values get no value set
+
+
+class UserExpectation(_Strict):
+    """Any Great Expectations expectation, by its snake_case name, e.g. expect_column_values_to_be_between."""
+
+    expectation: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+    kwargs: dict[str, object] = Field(default_factory=dict)
+    severity: Severity = "error"
+
+
+class Quality(_Strict):
+    columns: dict[str, ColumnContract] = Field(default_factory=dict)
+    profile: ProfileSettings = ProfileSettings()
+    expectations: tuple[UserExpectation, ...] = ()
+    max_duplicate_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    duplicates_severity: Severity = "error"
+
+
 class ProjectSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
     problem: Problem
     source: Source
     split: Split = Split()
+    quality: Quality = Quality()
     # Set by the loader, not written by users: relative paths in the spec are relative to its file.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from mlplatform.definitions import MATERIALIZE_ALL, build_definitions, build_resources
-from mlplatform.defs.data.assets import cleaned_data, raw_data
+from mlplatform.defs.data.assets import accepted_data, cleaned_data, raw_batch
 from mlplatform.settings import Settings
 
 
@@ -27,11 +27,12 @@ def test_raw_and_cleaned_data(tmp_path: Path, write_spec, penguins: pd.DataFrame
     pd.concat([penguins, penguins.head(10)]).to_csv(data, index=False)
     settings = settings_for(tmp_path, write_spec(source={"uri": str(data)}))
 
-    result = dg.materialize([raw_data, cleaned_data], resources=build_resources(settings))
+    result = dg.materialize([raw_batch, accepted_data, cleaned_data], resources=build_resources(settings))
 
     assert result.success
-    raw = materialization(result, "raw_data")
+    raw = materialization(result, "raw_batch")
     assert raw["dagster/row_count"] == 354
+    assert raw["batch"] == str(data) and not raw["appends"]
     assert [c.name for c in raw["dagster/column_schema"].columns] == list(penguins.columns)
     assert len(raw["data_version"]) == 16
     assert Path(raw["path"]).is_file() and Path(raw["path"]).suffix == ".parquet"
@@ -51,8 +52,8 @@ def test_the_data_version_follows_the_content(tmp_path: Path, write_spec, pengui
     instance = dg.DagsterInstance.ephemeral()
 
     def version() -> str:
-        result = dg.materialize([raw_data], resources=resources, instance=instance)
-        return materialization(result, "raw_data")["data_version"]
+        result = dg.materialize([raw_batch], resources=resources, instance=instance)
+        return materialization(result, "raw_batch")["data_version"]
 
     first, same = version(), version()
     penguins.head(300).to_csv(data, index=False)
@@ -128,7 +129,7 @@ def test_a_wrong_spec_fails_the_first_asset_with_its_field(tmp_path: Path, write
 
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert failure.step_key == "raw_data"
+    assert failure.step_key == "raw_batch"
     error = failure.step_failure_data.error
     while error.cause is not None:
         error = error.cause

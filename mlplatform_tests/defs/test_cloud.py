@@ -29,7 +29,8 @@ def test_the_whole_graph_stores_its_artifacts_in_the_bucket(s3_bucket, tmp_path)
     listing = s3_bucket.server.client().list_objects_v2(Bucket=s3_bucket.name, Prefix="team-a/")
     keys = {item["Key"] for item in listing.get("Contents", [])}
     for asset, suffix in [
-        ("raw_data", "parquet"),
+        ("raw_batch", "parquet"),
+        ("accepted_data", "parquet"),
         ("cleaned_data", "parquet"),
         ("training_data", "parquet"),
         ("holdout_data", "parquet"),
@@ -40,4 +41,6 @@ def test_the_whole_graph_stores_its_artifacts_in_the_bucket(s3_bucket, tmp_path)
         assert f"team-a/assets/{asset}.{suffix}" in keys
     reports = {key for key in keys if key.startswith(f"team-a/reports/penguins/{result.run_id}/")}
     assert {key.rsplit("/", 1)[1] for key in reports} == {"report.md", "confusion_matrix.png", "feature_importance.png"}
+    assert any(key.startswith("team-a/batches/accepted/") for key in keys)
+    assert "team-a/batches/manifest.json" in keys and "team-a/batches/profiles/current.json" in keys
     assert not (tmp_path / "home" / "artifacts").exists()

@@ -7,8 +7,10 @@ from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
 from mlplatform.settings import Settings
 
 LINEAGE = {
-    "raw_data": set(),
-    "cleaned_data": {"raw_data"},
+    "raw_batch": set(),
+    "accepted_data": {"raw_batch"},
+    "data_profile": {"accepted_data"},
+    "cleaned_data": {"accepted_data"},
     "training_data": {"cleaned_data"},
     "holdout_data": {"cleaned_data"},
     "feature_pipeline": {"training_data"},
@@ -16,7 +18,9 @@ LINEAGE = {
     "evaluation_report": {"trained_model", "holdout_data"},
 }
 GROUPS = {
-    "raw_data": "data",
+    "raw_batch": "data",
+    "accepted_data": "data",
+    "data_profile": "quality",
     "cleaned_data": "data",
     "training_data": "features",
     "holdout_data": "features",
@@ -55,6 +59,23 @@ def test_groups_kinds_and_descriptions(graph: dg.Definitions) -> None:
 def test_materialize_all_job_covers_every_asset(graph: dg.Definitions) -> None:
     job = graph.resolve_job_def(MATERIALIZE_ALL)
     assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == set(LINEAGE)
+
+
+def test_quality_gates_are_blocking_checks(graph: dg.Definitions) -> None:
+    checks = {
+        key.asset_key.to_user_string(): key.name for check in graph.asset_checks or [] for key in check.check_keys
+    }
+    assert checks == {"raw_batch": "raw_batch_is_valid", "feature_pipeline": "features_are_valid"}
+    assert all(spec.blocking for check in graph.asset_checks for spec in check.check_specs)
+
+
+def test_the_code_location_does_not_import_great_expectations() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, mlplatform.definitions; print('great_expectations' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_a_broken_spec_does_not_break_loading(tmp_path) -> None:

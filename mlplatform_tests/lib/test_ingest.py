@@ -159,7 +159,7 @@ class TestFiles:
     def test_a_file_with_a_header_and_no_rows(self, tmp_path: Path, read) -> None:
         (tmp_path / "header.csv").write_text("species,island\n")
 
-        with pytest.raises(IngestionError, match=r"source.uri 'header.csv': the source returned no rows"):
+        with pytest.raises(IngestionError, match=r"header.csv: no rows \(columns: species, island\)"):
             read("header.csv")
 
     @pytest.mark.parametrize(
@@ -171,9 +171,11 @@ class TestFiles:
             ("numbers.json", b"[1, 2, 3]", "not records"),
             ("two_lists.json", b'{"a": [{"x": 1}], "b": [{"x": 2}]}', "lists under 'a', 'b'.*json_records_path"),
             ("no_list.json", b'{"a": {"x": 1}}', "holds no list.*json_records_path"),
-            ("binary.csv", b"\x00\xff\xfe\x00" * 10, "cannot parse .*binary.csv as csv"),
-            ("empty.csv", b"", "cannot parse .*empty.csv as csv"),
-            ("latin1.json", '[{"island": "Bíscoe"}]'.encode("latin-1"), "cannot parse .*latin1.json as json"),
+            ("binary.csv", b"\x00\xff\xfe\x00" * 10, "binary.csv: not utf-8 text \\(byte 0xff at offset 1\\)"),
+            ("nul.csv", b"a,b\n1,\x00\n", "nul.csv: holds NUL bytes, so it is binary"),
+            ("empty.csv", b"", "empty.csv: the file is empty"),
+            ("blank.csv", b"\n\n  \n", "blank.csv: the file is empty"),
+            ("latin1.json", '[{"island": "Bíscoe"}]'.encode("latin-1"), "latin1.json: not utf-8 text .*encoding"),
         ],
     )
     def test_an_unparseable_file_is_named_with_the_reason(
@@ -494,3 +496,13 @@ class TestDataVersion:
     )
     def test_a_change_gives_another_version(self, changed: pd.DataFrame) -> None:
         assert data_version(changed) != data_version(SMALL)
+
+
+def test_a_declared_encoding_is_honoured(tmp_path: Path, spec_from) -> None:
+    (tmp_path / "latin1.csv").write_bytes("species,island\nAdelie,Bíscoe\n".encode("latin-1"))
+    spec = spec_from(
+        problem={"task": "classification", "target": "species"},
+        source={"uri": str(tmp_path / "latin1.csv"), "encoding": "latin-1"},
+    )
+
+    assert read_source(spec)["island"].tolist() == ["Bíscoe"]

@@ -1,45 +1,105 @@
 import json
 import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 
-from mlplatform.lib import cleaning, ingest
-from mlplatform.resources import ProjectSpecResource
+from mlplatform.defs.data.batches import batch_of, ledger
+from mlplatform.lib import batches, cleaning, ingest
+from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
 
 def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(str(name), str(dtype)) for name, dtype in frame.dtypes.items()])
 
 
-@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="1")
-def raw_data(context: dg.AssetExecutionContext, project: ProjectSpecResource) -> dg.Output[pd.DataFrame]:
-    """The latest batch from the spec's source (file, folder, S3, SQL or HTTP), exactly as ingested."""
-    spec = project.load()
-    context.log.info(f"Ingesting {spec.source.kind} source {spec.source.uri} for project {spec.name}")
-    frame = ingest.read_source(spec)
-    ingest.check_columns(spec, frame)
-    version = ingest.data_version(frame)
-    context.log.info(f"Ingested {len(frame)} rows x {frame.shape[1]} columns, data version {version}")
-    metadata = {
-        "dagster/row_count": len(frame),
-        "dagster/column_schema": column_schema(frame),
-        "data_version": version,
-        "source": spec.source.uri,
-        "spec": project.spec_path,
-        "preview": dg.MetadataValue.md(frame.head(5).to_markdown(index=False)),
-    }
+def versioned(frame: pd.DataFrame, version: str, metadata: dict) -> dg.Output[pd.DataFrame]:
     with warnings.catch_warnings():  # data_version on Output is marked beta; it is the content hash we want
         warnings.simplefilter("ignore", dg.BetaWarning)
         return dg.Output(frame, data_version=dg.DataVersion(version), metadata=metadata)
 
 
+@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="2", output_required=False)
+def raw_batch(
+    context: dg.AssetExecutionContext, project: ProjectSpecResource, artifacts: ArtifactStore
+) -> Iterator[dg.Output[pd.DataFrame]]:
+    """The next batch from the spec's source, as it arrived: the whole source, or a folder's oldest new file."""
+    spec = project.load()
+    batch_ledger = ledger(artifacts)
+    context.log.info(f"Looking for a new batch in {spec.source.kind} source {spec.source.uri} ({spec.name})")
+    try:
+        batch = batches.arriving_batch(spec, batch_ledger)
+    except batches.UnreadableBatch as exc:
+        folder = batch_ledger.quarantine(
+            exc.batch, {"stage": "ingestion", "reasons": [str(exc)], "run_id": context.run.run_id}
+        )
+        raise ingest.IngestionError(f"{exc}; the batch is kept in quarantine at {folder}") from exc
+    if batch is None:
+        context.log.info(f"No new batch: every file in {spec.source.uri} has been accepted or quarantined")
+        return
+    if batch_ledger.current_profile() is None:
+        # Before anything was accepted, a column the spec names but the data lacks is a spec mistake more
+        # likely than a bad batch: say so, and leave the batch where it is.
+        ingest.check_columns(spec, batch.frame)
+    frame = batch.frame
+    version = ingest.data_version(frame)
+    context.log.info(f"Batch {batch.batch_id} ({batch.name}): {len(frame)} rows x {frame.shape[1]} columns")
+    yield versioned(
+        frame,
+        version,
+        {
+            "dagster/row_count": len(frame),
+            "dagster/column_schema": column_schema(frame),
+            "data_version": version,
+            "batch_id": batch.batch_id,
+            "batch": batch.name,
+            "source_path": batch.source_path or "",
+            "appends": batch.appends,
+            "source": spec.source.uri,
+            "spec": project.spec_path,
+            "preview": dg.MetadataValue.md(frame.head(5).to_markdown(index=False)),
+        },
+    )
+
+
+@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="1")
+def accepted_data(
+    context: dg.AssetExecutionContext, raw_batch: pd.DataFrame, artifacts: ArtifactStore
+) -> dg.Output[pd.DataFrame]:
+    """Every batch that passed its checks: the latest snapshot, or a folder's batches in arrival order."""
+    batch = batch_of(context.instance, raw_batch)
+    batch_ledger = ledger(artifacts)
+    added = batch_ledger.accept(batch, context.run.run_id)
+    frame = batch_ledger.accepted_frame()
+    manifest = batch_ledger.manifest()
+    version = ingest.data_version(frame)
+    verb = "joined" if batch.appends else "replaced"
+    context.log.info(
+        f"Batch {batch.batch_id} {verb if added else 'was already'} the training data: "
+        f"{len(frame)} rows from {len(manifest)} accepted batch(es), data version {version}"
+    )
+    return versioned(
+        frame,
+        version,
+        {
+            "dagster/row_count": len(frame),
+            "dagster/column_schema": column_schema(frame),
+            "data_version": version,
+            "latest_batch": batch.batch_id,
+            "batches": len(manifest),
+            "manifest": dg.MetadataValue.md(pd.DataFrame(manifest[-20:]).to_markdown(index=False)),
+            "ledger": dg.MetadataValue.path(str(batch_ledger.root)),
+        },
+    )
+
+
 @dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="1")
 def cleaned_data(
-    context: dg.AssetExecutionContext, raw_data: pd.DataFrame, project: ProjectSpecResource
+    context: dg.AssetExecutionContext, accepted_data: pd.DataFrame, project: ProjectSpecResource
 ) -> dg.Output[pd.DataFrame]:
-    """The raw batch with types coerced, duplicates and target-less rows dropped, missing values made explicit."""
-    frame, report = cleaning.clean(raw_data, project.load())
+    """The accepted data with types coerced, duplicates and target-less rows dropped, missing values explicit."""
+    frame, report = cleaning.clean(accepted_data, project.load())
     context.log.info(
         f"Cleaned {report['rows_in']} -> {report['rows_out']} rows: {report['duplicate_rows_dropped']} duplicates, "
         f"{report['rows_without_target_dropped']} without target dropped"

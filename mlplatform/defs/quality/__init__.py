@@ -1,0 +1,1 @@
+"""Data-quality gates (Great Expectations) and the profile they learn from the accepted data."""

@@ -1,0 +1,198 @@
+"""Batches: what arrives from the source, what joins the training data, and what is kept aside and why.
+
+Two kinds of source (``source.mode``):
+
+- **snapshot** (a file, an HTTP endpoint, a SQL query): each read is the whole dataset. Once it passes its
+  checks it *replaces* the last accepted snapshot. A rejected snapshot is copied to quarantine; the source
+  is left alone (it is not ours to move) and the last accepted snapshot stays the training data.
+- **batches** (a folder or S3 prefix): each file is a batch, validated on its own, oldest name first, one
+  per run. An accepted batch is *appended* to the training data; a rejected file is moved out of the
+  landing folder into quarantine, so it is neither lost nor picked up again.
+
+The ledger under the artifact root records all of it (``batches/``): accepted batches as they arrived and
+as Parquet, a manifest written last (so a crash leaves no half-accepted batch), and the quarantine with a
+``reason.json`` beside each rejected batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import pandas as pd
+from upath import UPath
+
+from mlplatform.lib import ingest
+from mlplatform.lib.spec import ProjectSpec
+from mlplatform.lib.storage import read_frame, read_json, write_atomically, write_frame, write_json
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str  # a content hash of the bytes as they arrived (of the rows, for SQL)
+    name: str  # the file, object or URL, as people read it
+    source_path: str | None  # the file in the source's filesystem, for files and objects
+    frame: pd.DataFrame | None  # None when the bytes could not be parsed
+    payload: bytes | None  # the bytes as they arrived; None for SQL
+    appends: bool  # True for a batch from a folder, False for a snapshot
+
+    @property
+    def file_name(self) -> str:
+        return PurePosixPath(self.name.split("?")[0]).name or "payload"
+
+
+class UnreadableBatch(ingest.IngestionError):
+    """A batch whose bytes arrived but could not be parsed; it carries them so they can be quarantined."""
+
+    def __init__(self, message: str, batch: Batch) -> None:
+        super().__init__(message)
+        self.batch = batch
+
+
+class RejectedBatch(ValueError):
+    """A quarantined batch offered to the training data."""
+
+
+def content_id(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def appends(spec: ProjectSpec, files: ingest.DataFiles | None) -> bool:
+    if spec.source.mode != "auto":
+        return spec.source.mode == "batches"
+    return files is not None and files.is_folder
+
+
+def arriving_batch(spec: ProjectSpec, ledger: BatchLedger) -> Batch | None:
+    """The next batch to validate: the whole source for a snapshot, the oldest unseen file for batches
+    (None when every file has been accepted or quarantined)."""
+    if spec.source.kind in ("http", "sql"):
+        frame = ingest.read_source(spec)
+        return Batch(ingest.data_version(frame), spec.source.uri, None, frame, None, appends=False)
+    files = ingest.list_files(spec)
+    if not appends(spec, files):
+        if len(files.paths) != 1:
+            frame = ingest.read_source(spec)
+            return Batch(ingest.data_version(frame), files.location, None, frame, None, appends=False)
+        return _read_one(spec, files, 0, appends=False)
+    for index, path in enumerate(files.paths):
+        with files.filesystem.open(path, "rb") as handle:
+            if ledger.knows(content_id(handle.read())):
+                continue
+        return _read_one(spec, files, index, appends=True)
+    return None
+
+
+def _read_one(spec: ProjectSpec, files: ingest.DataFiles, index: int, appends: bool) -> Batch:
+    path, name = files.paths[index], files.names[index]
+    with files.filesystem.open(path, "rb") as handle:
+        payload = handle.read()
+    try:
+        frame, _ = ingest.read_file(spec, files, index)
+    except ingest.IngestionError as exc:
+        raise UnreadableBatch(str(exc), Batch(content_id(payload), name, path, None, payload, appends)) from exc
+    return Batch(content_id(payload), name, path, frame, payload, appends)
+
+
+class BatchLedger:
+    """Accepted batches, quarantined batches and learned profiles, under one root (a folder or s3://)."""
+
+    def __init__(self, root: UPath) -> None:
+        self.root = root
+
+    @property
+    def _manifest_path(self) -> UPath:
+        return self.root / "manifest.json"
+
+    def manifest(self) -> list[dict]:
+        """The accepted batches in the order they were accepted."""
+        if not self._manifest_path.exists():
+            return []
+        return list(read_json(self._manifest_path)["accepted"])
+
+    def knows(self, batch_id: str) -> bool:
+        accepted = any(entry["batch_id"] == batch_id for entry in self.manifest())
+        return accepted or (self.root / "quarantine" / batch_id / "reason.json").exists()
+
+    def accept(self, batch: Batch, run_id: str) -> bool:
+        """Add a validated batch to the training data; False if it was already there."""
+        if batch.frame is None:
+            raise ValueError(f"batch {batch.batch_id} ({batch.name}) has no rows to accept")
+        reason = self.root / "quarantine" / batch.batch_id / "reason.json"
+        if reason.exists():
+            raise RejectedBatch(
+                f"batch {batch.batch_id} ({batch.name}) was quarantined ({reason}); it cannot join the training "
+                f"data. Fix the data and deliver it as a new batch."
+            )
+        entries = self.manifest()
+        if entries and entries[-1]["batch_id"] == batch.batch_id:
+            return False
+        folder = self.root / "accepted" / batch.batch_id
+        write_frame(folder / "data.parquet", batch.frame)
+        if batch.payload is not None:
+            write_atomically(folder / "original" / batch.file_name, batch.payload)
+        entries = [e for e in entries if e["batch_id"] != batch.batch_id or batch.appends]
+        entries.append(
+            {
+                "batch_id": batch.batch_id,
+                "name": batch.name,
+                "rows": len(batch.frame),
+                "appends": batch.appends,
+                "accepted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "run_id": run_id,
+            }
+        )
+        write_json(self._manifest_path, {"accepted": entries})  # last: until now, nothing was accepted
+        return True
+
+    def accepted_frame(self) -> pd.DataFrame:
+        """The training data: the batches since (and including) the last snapshot, in order."""
+        entries = self.manifest()
+        if not entries:
+            raise LookupError(f"no batch has been accepted yet under {self.root}")
+        start = max((i for i, e in enumerate(entries) if not e["appends"]), default=0)
+        frames = [read_frame(self.root / "accepted" / e["batch_id"] / "data.parquet") for e in entries[start:]]
+        if len(frames) == 1:
+            return frames[0]
+        columns = list(frames[0].columns)
+        return pd.concat([frame.reindex(columns=columns) for frame in frames], ignore_index=True)
+
+    def quarantine(self, batch: Batch, reason: dict) -> UPath:
+        """Keep a rejected batch aside with its reason; a batch file is then removed from the landing folder,
+        so it is moved, never lost. Returns the quarantine folder."""
+        folder = self.root / "quarantine" / batch.batch_id
+        if batch.payload is not None:
+            write_atomically(folder / "original" / batch.file_name, batch.payload)
+        if batch.frame is not None:
+            write_frame(folder / "data.parquet", batch.frame)
+        document = {
+            "batch_id": batch.batch_id,
+            "source": batch.name,
+            "quarantined_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **reason,
+        }
+        write_json(folder / "reason.json", document)
+        if batch.appends and batch.source_path:
+            import fsspec
+
+            filesystem, path = fsspec.core.url_to_fs(batch.name)
+            filesystem.rm(path)  # only now that its copy and its reason are safely written
+        return folder
+
+    def quarantined(self) -> list[dict]:
+        folder = self.root / "quarantine"
+        if not folder.exists():
+            return []
+        return [read_json(reason) for reason in sorted(folder.glob("*/reason.json"))]
+
+    def save_profile(self, profile: dict, data_version: str) -> UPath:
+        path = self.root / "profiles" / f"{data_version}.json"
+        write_json(path, profile)
+        write_json(self.root / "profiles" / "current.json", {**profile, "data_version": data_version})
+        return path
+
+    def current_profile(self) -> dict | None:
+        path = self.root / "profiles" / "current.json"
+        return dict(read_json(path)) if path.exists() else None

@@ -1,0 +1,458 @@
+"""Data quality with Great Expectations 1.x: suites as code, from three places.
+
+1. the spec's contract: required columns, a non-null target, declared types, ranges and allowed values;
+2. a profile learned from the accepted data: its columns, types, ranges (with a margin), category sets
+   and null fractions, stored with the data version it came from;
+3. expectations the user lists in the spec, by their GX name.
+
+Each rule carries a severity: ``error`` blocks what is downstream, ``warn`` only annotates. GX itself is
+imported only inside ``validate``, so code that does not validate never pays for its import.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pandas.api import types
+
+from mlplatform.lib.spec import ProjectSpec, Severity
+
+NUMERIC_TYPES = (
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64",
+)  # fmt: skip
+BOOLEAN_TYPES = ("bool", "boolean")
+SAMPLE_SIZE = 10
+
+
+class QualityError(ValueError):
+    """A suite that cannot be built, such as a user expectation GX does not know."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    expectation: str  # the GX expectation's snake_case name
+    kwargs: dict
+    severity: Severity
+    origin: str  # "spec", "profile", "spec expectations[2]", ...
+
+    @property
+    def column(self) -> str | None:
+        column = self.kwargs.get("column")
+        return str(column) if column is not None else None
+
+    def describe(self) -> str:
+        shown = {k: v for k, v in self.kwargs.items() if k not in ("column", "column_list")}
+        if "value_set" in shown and len(shown["value_set"]) > 8:
+            shown["value_set"] = [*shown["value_set"][:8], "..."]
+        arguments = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"{self.expectation}({arguments})"
+
+
+_DECLARED = (
+    "expect_column_values_to_be_between",
+    "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_null",
+)
+
+
+def batch_rules(spec: ProjectSpec, columns: list[str], profile: dict | None, rows: int) -> list[Rule]:
+    """The suite for a raw batch with these columns: contract, then profile, then the user's expectations."""
+    rules = contract_rules(spec, columns)
+    if profile is not None and spec.quality.profile.enabled:
+        # Where the spec states a column's range or values, the spec decides, not what was seen so far.
+        declared = {(rule.expectation, rule.column) for rule in rules if rule.expectation in _DECLARED and rule.column}
+        rules += [
+            rule
+            for rule in profile_rules(profile, spec, columns, rows)
+            if (rule.expectation, rule.column) not in declared
+        ]
+    rules += user_rules(spec)
+    return _deduplicated(rules)
+
+
+def contract_rules(spec: ProjectSpec, columns: list[str]) -> list[Rule]:
+    problem, quality = spec.problem, spec.quality
+    present = set(columns)
+    required = [problem.target, problem.id_column, problem.time_column]
+    required += [name for name, contract in quality.columns.items() if contract.required]
+    rules = [Rule("expect_column_to_exist", {"column": c}, "error", "spec") for c in dict.fromkeys(required) if c]
+    if problem.target in present:
+        rules.append(Rule("expect_column_values_to_not_be_null", {"column": problem.target}, "error", "spec"))
+    for column, contract in quality.columns.items():
+        if column not in present:
+            continue
+        severity, base = contract.severity, {"column": column}
+        if contract.type == "number":
+            rules.append(
+                Rule(
+                    "expect_column_values_to_be_in_type_list",
+                    {**base, "type_list": list(NUMERIC_TYPES)},
+                    severity,
+                    "spec",
+                )
+            )
+        elif contract.type == "boolean":
+            rules.append(
+                Rule(
+                    "expect_column_values_to_be_in_type_list",
+                    {**base, "type_list": list(BOOLEAN_TYPES)},
+                    severity,
+                    "spec",
+                )
+            )
+        if contract.min is not None or contract.max is not None:
+            bounds = {"min_value": contract.min, "max_value": contract.max}
+            rules.append(Rule("expect_column_values_to_be_between", {**base, **bounds}, severity, "spec"))
+        if contract.allowed is not None:
+            rules.append(
+                Rule(
+                    "expect_column_values_to_be_in_set", {**base, "value_set": list(contract.allowed)}, severity, "spec"
+                )
+            )
+        if contract.max_null_fraction is not None:
+            mostly = 1.0 - contract.max_null_fraction
+            rules.append(Rule("expect_column_values_to_not_be_null", {**base, "mostly": mostly}, severity, "spec"))
+    if len(columns) >= 2 and quality.max_duplicate_fraction < 1.0:
+        unique = {"column_list": list(columns), "mostly": 1.0 - quality.max_duplicate_fraction}
+        rules.append(Rule("expect_compound_columns_to_be_unique", unique, quality.duplicates_severity, "spec"))
+    return rules
+
+
+def learn_profile(frame: pd.DataFrame, spec: ProjectSpec) -> dict:
+    """What the accepted data looks like, as plain JSON: the expectations of the next batch come from it."""
+    settings = spec.quality.profile
+    columns: dict[str, dict] = {}
+    for name in frame.columns:
+        if name in spec.problem.drop_columns:
+            continue
+        series = frame[name]
+        entry: dict = {"null_fraction": float(series.isna().mean())}
+        present = series.dropna()
+        if types.is_bool_dtype(series):
+            entry["kind"] = "boolean"
+        elif types.is_numeric_dtype(series):
+            entry["kind"] = "numeric"
+            if not present.empty:
+                entry["min"], entry["max"] = float(present.min()), float(present.max())
+        elif types.is_datetime64_any_dtype(series):
+            entry["kind"] = "datetime"
+        else:
+            entry["kind"] = "category"
+            values = present.astype(str).unique()
+            if len(values) <= settings.max_categories:
+                entry["values"] = sorted(values.tolist())
+        columns[str(name)] = entry
+    return {"rows": len(frame), "columns": columns}
+
+
+def profile_rules(profile: dict, spec: ProjectSpec, columns: list[str], rows: int) -> list[Rule]:
+    settings = spec.quality.profile
+    severity, present, rules = settings.severity, set(columns), []
+    for column, entry in profile["columns"].items():
+        if column in spec.problem.drop_columns:
+            continue
+        rules.append(Rule("expect_column_to_exist", {"column": column}, severity, "profile"))
+        if column not in present:
+            continue
+        base = {"column": column}
+        if entry["kind"] == "numeric":
+            rules.append(
+                Rule(
+                    "expect_column_values_to_be_in_type_list",
+                    {**base, "type_list": list(NUMERIC_TYPES)},
+                    severity,
+                    "profile",
+                )
+            )
+            if "min" in entry:
+                span = entry["max"] - entry["min"] or abs(entry["max"]) or 1.0
+                low = entry["min"] - settings.range_margin * span
+                high = entry["max"] + settings.range_margin * span
+                rules.append(
+                    Rule(
+                        "expect_column_values_to_be_between",
+                        {**base, "min_value": low, "max_value": high},
+                        severity,
+                        "profile",
+                    )
+                )
+        elif entry["kind"] == "category" and "values" in entry:
+            rules.append(
+                Rule("expect_column_values_to_be_in_set", {**base, "value_set": entry["values"]}, severity, "profile")
+            )
+        # A small batch's null share wanders by chance: allow three binomial standard deviations on top.
+        seen = entry["null_fraction"]
+        chance = 3 * math.sqrt(seen * (1 - seen) / max(rows, 1))
+        allowed_nulls = min(1.0, seen + settings.null_margin + chance)
+        if allowed_nulls < 1.0:
+            rules.append(
+                Rule(
+                    "expect_column_values_to_not_be_null", {**base, "mostly": 1.0 - allowed_nulls}, severity, "profile"
+                )
+            )
+    return rules
+
+
+def user_rules(spec: ProjectSpec) -> list[Rule]:
+    return [
+        Rule(e.expectation, dict(e.kwargs), e.severity, f"spec quality.expectations[{i}]")
+        for i, e in enumerate(spec.quality.expectations)
+    ]
+
+
+def feature_rules(columns: list[str], target: str | None = None, task: str | None = None) -> list[Rule]:
+    """What a model may be fed: every transformed feature present and finite, and for classification
+    a target with at least two classes."""
+    bound = 1e12  # a finite bound catches infinities, which "not null" lets through
+    rules = []
+    for column in columns:
+        base = {"column": column}
+        rules.append(Rule("expect_column_values_to_not_be_null", base, "error", "feature pipeline"))
+        rules.append(
+            Rule(
+                "expect_column_values_to_be_between",
+                {**base, "min_value": -bound, "max_value": bound},
+                "error",
+                "feature pipeline",
+            )
+        )
+    if target is not None:
+        rules.append(Rule("expect_column_values_to_not_be_null", {"column": target}, "error", "feature pipeline"))
+        if task == "classification":
+            rules.append(
+                Rule(
+                    "expect_column_unique_value_count_to_be_between",
+                    {"column": target, "min_value": 2},
+                    "error",
+                    "feature pipeline",
+                )
+            )
+    return rules
+
+
+def _deduplicated(rules: list[Rule]) -> list[Rule]:
+    """One rule per (expectation, arguments): the first wins, so the spec's severity beats the profile's."""
+    seen, kept = set(), []
+    for rule in rules:
+        key = (rule.expectation, repr(sorted(rule.kwargs.items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(rule)
+    return kept
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rule: Rule
+    success: bool
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    sample: tuple = ()
+    observed: object = None
+    error: str | None = None
+
+    def describe(self, rows: int) -> str:
+        where = f"column {self.rule.column!r}" if self.rule.column else "table"
+        if self.rule.expectation == "expect_column_to_exist":
+            found = "the column is missing"
+        elif self.error:
+            found = f"could not be evaluated: {self.error}"
+        elif self.unexpected_count is not None:
+            percent = f"{self.unexpected_percent:.2f}%" if self.unexpected_percent is not None else "?"
+            found = f"{self.unexpected_count} of {rows} rows unexpected ({percent})"
+            if self.sample:
+                found += f", e.g. {list(self.sample)}"
+        else:
+            found = f"observed {self.observed!r}"
+        return f"{where}: {self.rule.describe()} failed: {found} [{self.rule.severity}, from {self.rule.origin}]"
+
+
+@dataclass
+class QualityReport:
+    suite: str
+    rows: int
+    outcomes: list[Outcome]
+    seconds: float
+    docs_index: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and o.rule.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and o.rule.severity == "warn"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors
+
+    def lines(self) -> list[str]:
+        return [o.describe(self.rows) for o in self.errors + self.warnings]
+
+    def table(self) -> pd.DataFrame:
+        failed = self.errors + self.warnings
+        return pd.DataFrame(
+            {
+                "severity": [o.rule.severity for o in failed],
+                "column": [o.rule.column or "(table)" for o in failed],
+                "rule": [o.rule.describe() for o in failed],
+                "unexpected": [o.unexpected_count for o in failed],
+                "percent": [
+                    round(o.unexpected_percent, 3) if o.unexpected_percent is not None else None for o in failed
+                ],
+                "sample": [", ".join(map(str, o.sample)) or (o.error or "") for o in failed],
+                "origin": [o.rule.origin for o in failed],
+            }
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "suite": self.suite,
+            "rows": self.rows,
+            "passed": self.passed,
+            "expectations": len(self.outcomes),
+            "failures": [
+                {
+                    "column": o.rule.column,
+                    "rule": o.rule.describe(),
+                    "severity": o.rule.severity,
+                    "origin": o.rule.origin,
+                    "unexpected_count": o.unexpected_count,
+                    "unexpected_percent": o.unexpected_percent,
+                    "sample": [str(v) for v in o.sample],
+                    "error": o.error,
+                    "message": o.describe(self.rows),
+                }
+                for o in self.errors + self.warnings
+            ],
+            "data_docs": str(self.docs_index) if self.docs_index else None,
+        }
+
+
+def validate(frame: pd.DataFrame, rules: list[Rule], suite: str, docs_dir: Path | None = None) -> QualityReport:
+    """Run the rules as one GX suite. A fast pass answers pass/fail; only when something fails is the suite
+    run again with details (counts, samples) and, given ``docs_dir``, rendered as GX Data Docs there."""
+    started = time.perf_counter()
+    view = _validation_view(frame)
+    context, definition = _gx_suite(rules, suite, docs_dir)
+    quick = definition.run(batch_parameters={"dataframe": view}, result_format="BOOLEAN_ONLY")
+    docs_index = None
+    if quick.success:
+        outcomes = [Outcome(rule, True) for rule in rules]
+    else:
+        results, docs_index = _detailed_run(context, definition, view, docs_dir)
+        by_rule = {int(result.expectation_config.meta["rule"]): result for result in results}
+        outcomes = [_outcome(rule, by_rule[index]) for index, rule in enumerate(rules)]
+    return QualityReport(suite, len(frame), outcomes, time.perf_counter() - started, docs_index)
+
+
+def _validation_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """pandas' nullable numbers (Int64, Float64) as float64, which GX's type checks recognise."""
+    changed = {
+        name: frame[name].astype("float64")
+        for name, dtype in frame.dtypes.items()
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype)
+        and types.is_numeric_dtype(dtype)
+        and not types.is_bool_dtype(dtype)
+    }
+    return frame.assign(**changed) if changed else frame
+
+
+def _gx_suite(rules: list[Rule], suite_name: str, docs_dir: Path | None):
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a pipeline step
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    if docs_dir is not None:
+        context.add_data_docs_site(
+            site_name="mlplatform",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+    batch = context.data_sources.add_pandas("mlplatform").add_dataframe_asset(suite_name)
+    suite = gx.ExpectationSuite(name=suite_name)
+    for index, rule in enumerate(rules):
+        meta = {"severity": rule.severity, "origin": rule.origin, "rule": index}  # GX reorders its results
+        configuration = ExpectationConfiguration(type=rule.expectation, kwargs=rule.kwargs, meta=meta)
+        try:
+            suite.add_expectation(configuration.to_domain_obj())
+        except Exception as exc:  # GX raises several types for an unknown name or bad arguments
+            raise QualityError(f"{rule.origin}: {rule.expectation} with {rule.kwargs}: {exc}") from exc
+    suite = context.suites.add(suite)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=suite_name, data=batch.add_batch_definition_whole_dataframe("batch"), suite=suite)
+    )
+    return context, definition
+
+
+def _detailed_run(context, definition, view: pd.DataFrame, docs_dir: Path | None):
+    import great_expectations as gx
+
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
+    if docs_dir is None:
+        return definition.run(batch_parameters={"dataframe": view}, result_format=result_format).results, None
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{definition.name}_checkpoint",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["mlplatform"])],
+            result_format=result_format,
+        )
+    )
+    [run] = checkpoint.run(batch_parameters={"dataframe": view}).run_results.values()
+    return run.results, Path(docs_dir) / "index.html"
+
+
+def _outcome(rule: Rule, result) -> Outcome:
+    details = result.result or {}
+    error = _exception_message(result.exception_info)
+    percent = details.get("unexpected_percent")
+    return Outcome(
+        rule=rule,
+        success=bool(result.success),
+        unexpected_count=details.get("unexpected_count"),
+        unexpected_percent=None if percent is None or (isinstance(percent, float) and math.isnan(percent)) else percent,
+        sample=tuple(_plain(v) for v in dict.fromkeys(map(_hashable, details.get("partial_unexpected_list") or [])))[
+            :SAMPLE_SIZE
+        ],
+        observed=_plain(details.get("observed_value")),
+        error=error,
+    )
+
+
+def _exception_message(info) -> str | None:
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():  # keyed by metric when a metric failed to compute
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message"))
+    return None
+
+
+def _hashable(value):
+    if isinstance(value, dict):  # a row, for expectations over several columns
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items())
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return value
