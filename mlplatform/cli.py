@@ -48,15 +48,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_spec(args: argparse.Namespace) -> int:
+    from mlplatform.lib import quality
+
     spec = load_spec(args.spec)
-    problem = spec.problem
+    try:
+        expectations = quality.check_expectations(spec)  # imports GX: slower, but a typo fails here
+    except quality.QualityError as exc:
+        print(f"error: {args.spec}: {exc}", file=sys.stderr)
+        return 2
+    problem, profile = spec.problem, spec.quality.profile
     print(f"{args.spec}: OK")
     print(f"  project   {spec.name}")
     print(f"  problem   {problem.task} of {problem.target!r}, optimising {problem.primary_metric}")
-    print(f"  source    {spec.source.kind}: {spec.source.uri}")
+    print(f"  source    {spec.source.kind}: {spec.source.uri} ({spec.source.mode})")
     if problem.id_column or problem.time_column or problem.drop_columns:
         print(f"  excluded  id={problem.id_column} time={problem.time_column} dropped={list(problem.drop_columns)}")
     print(f"  split     {spec.split.holdout_fraction:.0%} holdout, seed {spec.split.seed}")
+    learned = f"learned from accepted data ({profile.severity})" if profile.enabled else "off"
+    contract = f"contract on {len(spec.quality.columns)} column(s)"
+    print(f"  quality   {contract}; profile {learned}; {expectations} expectation(s) of your own")
     print("  (columns and the source itself are checked at the first ingestion)")
     return 0
 
