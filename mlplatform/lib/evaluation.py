@@ -123,12 +123,7 @@ def feature_importance(
     if len(features) > IMPORTANCE_SAMPLE_ROWS:
         sample = features.sample(IMPORTANCE_SAMPLE_ROWS, random_state=spec.split.seed).index
         features, truth = features.loc[sample], truth.loc[sample]
-    metric = spec.problem.primary_metric
-    scoring = _SCORERS[metric]
-    if metric == "log_loss":  # the stock scorer infers labels from the sample, which may lack a class
-        scoring = skm.make_scorer(
-            skm.log_loss, greater_is_better=False, response_method="predict_proba", labels=list(model.classes)
-        )
+    scoring = scorer_for(spec.problem.primary_metric, list(model.classes))
     result = permutation_importance(
         model.pipeline,
         features,
@@ -141,6 +136,13 @@ def feature_importance(
         {"feature": features.columns, "importance": result.importances_mean, "std": result.importances_std}
     )
     return table.sort_values("importance", ascending=False, ignore_index=True)
+
+
+def scorer_for(metric: str, classes: list[str] | None):
+    """A scikit-learn scorer for the metric, higher is better (losses negated)."""
+    if metric == "log_loss" and classes:  # the stock scorer infers labels from the sample, which may lack a class
+        return skm.make_scorer(skm.log_loss, greater_is_better=False, response_method="predict_proba", labels=classes)
+    return _SCORERS[metric]
 
 
 def _png(figure: Figure) -> bytes:

@@ -193,12 +193,48 @@ class Quality(_Strict):
     duplicates_severity: Severity = "error"
 
 
+class SearchRange(_Strict):
+    """One hyperparameter's search range: numbers between low and high (log scale optional), or choices."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: tuple[str | int | float | bool | None, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchRange:
+        if self.choices is None and (self.low is None or self.high is None or self.low > self.high):
+            raise ValueError("give either choices, or low <= high")
+        if self.log and self.low is not None and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        return self
+
+
+class Candidate(_Strict):
+    """An estimator to try, by its name in the catalogue (mlplatform.lib.candidates), and how to tune it."""
+
+    estimator: str
+    params: dict[str, object] = Field(default_factory=dict)  # fixed, not searched
+    search: dict[str, SearchRange] | None = None  # None: the catalogue's default space
+    trials: int = Field(default=10, ge=1)
+    seconds: float | None = Field(default=None, gt=0)  # a cap on the search's wall time
+
+
+class Training(_Strict):
+    # None: the catalogue's three defaults for the task (linear, random forest, gradient boosting)
+    candidates: dict[str, Candidate] | None = None
+    cv_folds: int = Field(default=3, ge=2)
+    seed: int = 42
+
+
 class ProjectSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
     problem: Problem
     source: Source
     split: Split = Split()
     quality: Quality = Quality()
+    training: Training = Training()
     # Set by the loader, not written by users: relative paths in the spec are relative to its file.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
