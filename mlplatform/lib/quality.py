@@ -236,6 +236,14 @@ def feature_rules(columns: list[str], target: str | None = None, task: str | Non
     return rules
 
 
+def check_expectations(spec: ProjectSpec) -> int:
+    """Build the spec's own expectations in GX, so a misspelt name or argument fails now, not mid-run."""
+    rules = user_rules(spec)
+    if rules:
+        _gx_suite(rules, "spec_check", None)
+    return len(rules)
+
+
 def _deduplicated(rules: list[Rule]) -> list[Rule]:
     """One rule per (expectation, arguments): the first wins, so the spec's severity beats the profile's."""
     seen, kept = set(), []
@@ -349,7 +357,7 @@ def validate(frame: pd.DataFrame, rules: list[Rule], suite: str, docs_dir: Path 
         outcomes = [Outcome(rule, True) for rule in rules]
     else:
         results, docs_index = _detailed_run(context, definition, view, docs_dir)
-        by_rule = {int(result.expectation_config.meta["rule"]): result for result in results}
+        by_rule = {int(index): result for result in results for index in result.expectation_config.meta["rules"]}
         outcomes = [_outcome(rule, by_rule[index]) for index, rule in enumerate(rules)]
     return QualityReport(suite, len(frame), outcomes, time.perf_counter() - started, docs_index)
 
@@ -370,9 +378,15 @@ def _gx_suite(rules: list[Rule], suite_name: str, docs_dir: Path | None):
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a pipeline step
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.execution_engine import pandas_execution_engine
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    # GX stamps every in-memory batch under HASH_THRESHOLD bytes with an MD5 of all its values (the result's
+    # batch_markers["pandas_data_fingerprint"]), which nothing reads; at a million rows that hash is most of
+    # a small suite's time. Frames above the threshold already skip it; this makes every frame skip it. It is a
+    # module constant, not API: should GX rename it, this line costs nothing and the hash comes back.
+    pandas_execution_engine.HASH_THRESHOLD = 0
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     if docs_dir is not None:
@@ -385,15 +399,35 @@ def _gx_suite(rules: list[Rule], suite_name: str, docs_dir: Path | None):
             },
         )
     batch = context.data_sources.add_pandas("mlplatform").add_dataframe_asset(suite_name)
-    suite = gx.ExpectationSuite(name=suite_name)
-    for index, rule in enumerate(rules):
-        meta = {"severity": rule.severity, "origin": rule.origin, "rule": index}  # GX reorders its results
-        configuration = ExpectationConfiguration(type=rule.expectation, kwargs=rule.kwargs, meta=meta)
+    # GX's cost is mostly per expectation, not per row: plain "column exists" rules are checked together by one
+    # table-level expectation, and _outcome reads each column's verdict from its list of missing columns.
+    exists = {
+        i
+        for i, rule in enumerate(rules)
+        if rule.expectation == "expect_column_to_exist" and rule.kwargs.keys() == {"column"}
+    }
+    exists = exists if len(exists) > 1 else set()
+    groups = [[i] for i in range(len(rules)) if i not in exists] + ([sorted(exists)] if exists else [])
+    expectations = []
+    for covered in groups:
+        rule = rules[covered[0]]
+        kind, kwargs = rule.expectation, rule.kwargs
+        if len(covered) > 1:
+            kind = "expect_table_columns_to_match_set"
+            kwargs = {"column_set": [rules[i].kwargs["column"] for i in covered], "exact_match": False}
+        meta = {
+            "severity": "error" if any(rules[i].severity == "error" for i in covered) else rule.severity,
+            "origin": ", ".join(dict.fromkeys(rules[i].origin for i in covered)),
+            "rules": covered,  # GX reorders its results
+        }
+        configuration = ExpectationConfiguration(type=kind, kwargs=kwargs, meta=meta)
         try:
-            suite.add_expectation(configuration.to_domain_obj())
+            expectations.append(configuration.to_domain_obj())
         except Exception as exc:  # GX raises several types for an unknown name or bad arguments
             raise QualityError(f"{rule.origin}: {rule.expectation} with {rule.kwargs}: {exc}") from exc
-    suite = context.suites.add(suite)
+    # Given to the constructor, not one by one: add_expectation compares each newcomer with every expectation
+    # already added (a pydantic dict() of both), which is quadratic in the rules.
+    suite = context.suites.add(gx.ExpectationSuite(name=suite_name, expectations=expectations))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=suite_name, data=batch.add_batch_definition_whole_dataframe("batch"), suite=suite)
     )
@@ -422,9 +456,13 @@ def _outcome(rule: Rule, result) -> Outcome:
     details = result.result or {}
     error = _exception_message(result.exception_info)
     percent = details.get("unexpected_percent")
+    success = bool(result.success)
+    if result.expectation_config.type != rule.expectation:  # one column of a combined "columns exist" check
+        missing = (details.get("details") or {}).get("mismatched", {}).get("missing", [])
+        success = error is None and rule.column not in missing
     return Outcome(
         rule=rule,
-        success=bool(result.success),
+        success=success,
         unexpected_count=details.get("unexpected_count"),
         unexpected_percent=None if percent is None or (isinstance(percent, float) and math.isnan(percent)) else percent,
         sample=tuple(_plain(v) for v in dict.fromkeys(map(_hashable, details.get("partial_unexpected_list") or [])))[
