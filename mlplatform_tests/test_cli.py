@@ -55,7 +55,7 @@ def test_run_trains_a_users_own_csv_with_another_target(tmp_path: Path) -> None:
     done = mlplatform("run", "--spec", "wine.yaml", "--home", "state", cwd=tmp_path)
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "178 rows ingested" in done.stdout
+    assert "training data 178 rows from 1 accepted batch(es)" in done.stdout
     assert "balanced_accuracy" in done.stdout and "<- optimised" in done.stdout
     for step in (
         "raw_batch",
