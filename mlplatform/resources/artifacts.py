@@ -8,47 +8,13 @@ renamed into place, so a crash never leaves a half-written artifact where a read
 from __future__ import annotations
 
 import io
-import os
-import uuid
-from collections.abc import Callable
 
 import dagster as dg
 import joblib
 import pandas as pd
-from pandas.api import types
 from upath import UPath
 
-
-def is_local(path: UPath) -> bool:
-    return path.protocol in ("", "file", "local")
-
-
-def write_atomically(path: UPath, payload: bytes | Callable[[str], None]) -> None:
-    """Write ``payload``, or let it write itself to the local file name it is given, atomically."""
-    if is_local(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-        try:
-            if callable(payload):
-                payload(temporary.path)
-            else:
-                temporary.write_bytes(payload)
-            os.replace(temporary.path, path.path)
-        finally:
-            temporary.unlink(missing_ok=True)
-    else:  # an object store's PUT is atomic: readers see the old object or the new one
-        if callable(payload):
-            buffer = io.BytesIO()
-            payload(buffer)
-            payload = buffer.getvalue()
-        path.write_bytes(payload)
-
-
-def write_parquet(frame: pd.DataFrame, destination) -> None:
-    # Min/max statistics of text columns cost a fifth of the write at a million rows and serve no reader
-    # of these one-row-group files; numeric, date and boolean columns keep theirs.
-    statistics = [str(name) for name, dtype in frame.dtypes.items() if not types.is_string_dtype(dtype)]
-    frame.to_parquet(destination, index=False, write_statistics=statistics)
+from mlplatform.lib.storage import is_local, write_atomically, write_parquet
 
 
 class ArtifactStore(dg.ConfigurableResource):
