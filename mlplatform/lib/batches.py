@@ -79,18 +79,22 @@ def arriving_batch(spec: ProjectSpec, ledger: BatchLedger) -> Batch | None:
         return _read_one(spec, files, 0, appends=False)
     for index, path in enumerate(files.paths):
         with files.filesystem.open(path, "rb") as handle:
-            if ledger.knows(content_id(handle.read())):
-                continue
-        return _read_one(spec, files, index, appends=True)
+            payload = handle.read()
+        if not ledger.knows(content_id(payload)):
+            return _read_one(spec, files, index, appends=True, payload=payload)
     return None
 
 
-def _read_one(spec: ProjectSpec, files: ingest.DataFiles, index: int, appends: bool) -> Batch:
+def _read_one(
+    spec: ProjectSpec, files: ingest.DataFiles, index: int, appends: bool, payload: bytes | None = None
+) -> Batch:
+    """The file at ``index`` as a batch; its bytes are read once, here or by the caller."""
     path, name = files.paths[index], files.names[index]
-    with files.filesystem.open(path, "rb") as handle:
-        payload = handle.read()
+    if payload is None:
+        with files.filesystem.open(path, "rb") as handle:
+            payload = handle.read()
     try:
-        frame, _ = ingest.read_file(spec, files, index)
+        frame, _ = ingest.read_file(spec, files, index, payload)
     except ingest.IngestionError as exc:
         raise UnreadableBatch(str(exc), Batch(content_id(payload), name, path, None, payload, appends)) from exc
     return Batch(content_id(payload), name, path, frame, payload, appends)

@@ -39,44 +39,39 @@ def _r(low: float, high: float, log: bool = False, integer: bool = False) -> Sea
     return SearchRange(low=low, high=high, log=log, integer=integer)
 
 
+# The tree families search the same hyperparameters for either task.
+FOREST_SPACE = {
+    "n_estimators": _r(50, 300, integer=True),
+    "max_depth": _r(2, 20, integer=True),
+    "min_samples_leaf": _r(1, 20, integer=True),
+}
+BOOSTING_SPACE = {
+    "learning_rate": _r(0.01, 0.3, log=True),
+    "max_leaf_nodes": _r(8, 64, integer=True),
+    "l2_regularization": _r(1e-6, 1.0, log=True),
+}
 CATALOGUE: dict[str, dict[str, Recipe]] = {
     "classification": {
         "logistic_regression": Recipe(lambda seed: LogisticRegression(max_iter=2000), {"C": _r(1e-3, 1e3, log=True)}),
         "random_forest": Recipe(
             lambda seed: RandomForestClassifier(random_state=seed, n_jobs=1),
-            {
-                "n_estimators": _r(50, 300, integer=True),
-                "max_depth": _r(2, 20, integer=True),
-                "min_samples_leaf": _r(1, 20, integer=True),
-            },
-        ),  # fmt: skip
+            FOREST_SPACE,
+        ),
         "hist_gradient_boosting": Recipe(
             lambda seed: HistGradientBoostingClassifier(random_state=seed),
-            {
-                "learning_rate": _r(0.01, 0.3, log=True),
-                "max_leaf_nodes": _r(8, 64, integer=True),
-                "l2_regularization": _r(1e-6, 1.0, log=True),
-            },
-        ),  # fmt: skip
+            BOOSTING_SPACE,
+        ),
     },
     "regression": {
         "ridge": Recipe(lambda seed: Ridge(), {"alpha": _r(1e-3, 1e3, log=True)}),
         "random_forest": Recipe(
             lambda seed: RandomForestRegressor(random_state=seed, n_jobs=1),
-            {
-                "n_estimators": _r(50, 300, integer=True),
-                "max_depth": _r(2, 20, integer=True),
-                "min_samples_leaf": _r(1, 20, integer=True),
-            },
-        ),  # fmt: skip
+            FOREST_SPACE,
+        ),
         "hist_gradient_boosting": Recipe(
             lambda seed: HistGradientBoostingRegressor(random_state=seed),
-            {
-                "learning_rate": _r(0.01, 0.3, log=True),
-                "max_leaf_nodes": _r(8, 64, integer=True),
-                "l2_regularization": _r(1e-6, 1.0, log=True),
-            },
-        ),  # fmt: skip
+            BOOSTING_SPACE,
+        ),
     },
 }
 DEFAULT_CANDIDATES = {

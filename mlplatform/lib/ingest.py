@@ -221,15 +221,19 @@ def list_files(spec: ProjectSpec) -> DataFiles:
     return DataFiles(filesystem, location, tuple(files), names, is_folder)
 
 
-def read_file(spec: ProjectSpec, files: DataFiles, index: int) -> tuple[pd.DataFrame, bytes]:
-    """One data file as a frame, and its bytes as they arrived."""
+def read_file(
+    spec: ProjectSpec, files: DataFiles, index: int, payload: bytes | None = None
+) -> tuple[pd.DataFrame, bytes]:
+    """One data file as a frame, and its bytes as they arrived (read now unless already given)."""
     source = spec.source
     path, name = files.paths[index], files.names[index]
-    try:
-        with files.filesystem.open(path, "rb") as handle:
-            payload = handle.read()
-    except Exception as exc:  # network, credentials, permissions
-        raise IngestionError(f"source.uri {source.uri!r}: cannot read {name}: {type(exc).__name__}: {exc}") from exc
+    if payload is None:
+        try:
+            with files.filesystem.open(path, "rb") as handle:
+                payload = handle.read()
+        except Exception as exc:  # network, credentials, permissions
+            reason = f"{type(exc).__name__}: {exc}"
+            raise IngestionError(f"source.uri {source.uri!r}: cannot read {name}: {reason}") from exc
     frame = _parse(payload, _format_of(name, source.format), name, source.json_records_path, source.encoding)
     return frame, payload
 
