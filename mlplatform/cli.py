@@ -87,6 +87,9 @@ def _environment(home: Path | None, spec: Path | None) -> None:
     if not installed.exists() or installed.read_bytes() != template.read_bytes():
         shutil.copyfile(template, installed)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
+    # `bentoml build/serve` started from here use the same model store as the registry; no usage tracking.
+    os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 
 def instance_config() -> Path:

@@ -13,7 +13,7 @@ from mlplatform.defs.progress import progress_logger
 from mlplatform.defs.quality import assets as quality_assets
 from mlplatform.defs.quality import checks as quality_checks
 from mlplatform.defs.training import assets as training_assets
-from mlplatform.resources import ArtifactIOManager, ArtifactStore, ProjectSpecResource
+from mlplatform.resources import ArtifactIOManager, ArtifactStore, ModelRegistry, ProjectSpecResource
 from mlplatform.settings import Settings
 
 MATERIALIZE_ALL = "materialize_all"
@@ -28,6 +28,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "project": ProjectSpecResource(spec_path=str(settings.spec_path)),
         "artifacts": ArtifactStore(root=settings.artifact_root),
         "io_manager": ArtifactIOManager(root=settings.artifact_root),
+        "registry": ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root),
     }
 
 

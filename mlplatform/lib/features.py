@@ -128,3 +128,27 @@ def _to_object_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Categories as Python strings with NaN for missing: what SimpleImputer and OneHotEncoder accept,
     whatever dtype (bool, pandas string, category, mixed) the column arrived with."""
     return frame.astype("string").astype(object).where(frame.notna(), np.nan)
+
+
+def input_schema(pipeline: ColumnTransformer, training: pd.DataFrame, spec: ProjectSpec, classes=()) -> dict:
+    """What a prediction request must hold, from the columns the feature pipeline was fitted on: each
+    column's kind, its type, and for categories the values training saw. Serving builds its request model
+    from this, so a request is checked against exactly what the model learned from."""
+    columns = []
+    for column in pipeline.feature_names_in_:
+        series = training[column]
+        entry: dict = {"name": str(column), "nullable": True}
+        if types.is_bool_dtype(series):
+            entry |= {"kind": "category", "type": "bool", "categories": sorted(map(str, series.dropna().unique()))}
+        elif types.is_numeric_dtype(series):
+            entry |= {"kind": "number", "type": "integer" if types.is_integer_dtype(series) else "float"}
+        else:
+            entry |= {"kind": "category", "type": "string", "categories": sorted(map(str, series.dropna().unique()))}
+        columns.append(entry)
+    return {
+        "project": spec.name,
+        "task": spec.problem.task,
+        "target": spec.problem.target,
+        "classes": [str(c) for c in classes],
+        "columns": columns,
+    }

@@ -1,0 +1,241 @@
+"""The model registry: every trained model in BentoML's model store, and a champion pointer beside it.
+
+A model version is a BentoML model (``<project>:<version>``) holding the shipped scikit-learn pipeline
+(``model.joblib``: feature pipeline + estimator) and its input schema (``schema.json``), labelled with where
+it came from: data version, code version, spec hash, holdout metrics, Dagster run id and training time.
+
+The champion is a pointer, not a copy: ``registry/<project>/champion.json`` under the artifact root names
+the tag that serves, and ``history.jsonl`` records every change of champion with who did it and why. The
+pointer is written last and atomically, so a crash leaves the previous champion in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import joblib
+from upath import UPath
+
+from mlplatform.lib.spec import ProjectSpec
+from mlplatform.lib.storage import read_json, write_atomically, write_json
+from mlplatform.lib.training import TrainedModel
+
+# BentoML reports usage over the network unless told not to; this machine and most clusters have no route out.
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+MODEL_FILE = "model.joblib"
+SCHEMA_FILE = "schema.json"
+PromotionKind = Literal["gate", "manual", "rollback"]
+
+
+class RegistryError(LookupError):
+    """A tag the store does not hold, or a pointer that cannot move; the message names the tag."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """What the registry knows about one stored model, without loading it."""
+
+    tag: str
+    labels: dict[str, str]
+    metrics: dict[str, float]
+    created: str
+
+    @property
+    def data_version(self) -> str:
+        return self.labels["data_version"]
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One change of champion: to which tag, from which, how, by whom and why."""
+
+    tag: str
+    previous: str | None
+    kind: PromotionKind
+    by: str
+    reason: str
+    at: str
+    run_id: str = ""
+    evidence: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    tag: str
+    model: TrainedModel
+    schema: dict
+    labels: dict[str, str]
+
+
+def spec_hash(spec: ProjectSpec) -> str:
+    """A hash of the spec's meaning (its parsed values, not its comments or layout)."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@cache
+def code_version() -> str:
+    """The git commit of the checkout when there is one (``+dirty`` when it has local changes), else a
+    hash of the installed mlplatform sources: either way, the code that trained a model can be found again."""
+    package = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(package), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        return f"git:{commit[:12]}{'+dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        digest = hashlib.sha256()
+        for source in sorted(package.rglob("*.py")):
+            digest.update(source.relative_to(package).as_posix().encode())
+            digest.update(source.read_bytes())
+        return f"src:{digest.hexdigest()[:12]}"
+
+
+def lineage_labels(
+    *, spec: ProjectSpec, data_version: str, run_id: str, metrics: dict[str, float], model: TrainedModel
+) -> dict[str, str]:
+    """The labels every stored model carries (BentoML labels are strings)."""
+    return {
+        "project": spec.name,
+        "task": spec.problem.task,
+        "target": spec.problem.target,
+        "estimator": model.estimator_name,
+        "data_version": data_version,
+        "code_version": code_version(),
+        "spec_hash": spec_hash(spec),
+        "dagster_run_id": run_id,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "primary_metric": spec.problem.primary_metric,
+        **{f"metric.{name}": f"{value:.6g}" for name, value in metrics.items()},
+    }
+
+
+class Registry:
+    """The BentoML model store under ``bentoml_home`` and the champion pointer under ``pointer_root``."""
+
+    def __init__(self, bentoml_home: str | Path, pointer_root: str, project: str) -> None:
+        self.bentoml_home = Path(bentoml_home)
+        self.project = project
+        self.pointer_folder = UPath(pointer_root).joinpath("registry", project)
+
+    def _store(self):
+        from bentoml._internal.models.model import ModelStore  # the store BentoML's own CLI opens for a home
+
+        return ModelStore(self.bentoml_home / "models")
+
+    # --- model versions -------------------------------------------------------------------------------
+    def save(self, model: TrainedModel, *, schema: dict, labels: dict[str, str]) -> ModelVersion:
+        """Store the model as a new version of the project's BentoML model; returns its tag."""
+        import bentoml
+
+        metrics = {key[len("metric.") :]: float(value) for key, value in labels.items() if key.startswith("metric.")}
+        with bentoml.models.create(
+            self.project,
+            labels=labels,
+            # BentoML metadata takes no None: the parameters travel as one JSON string
+            metadata={"schema": schema, "metrics": metrics, "parameters": json.dumps(model.parameters, default=str)},
+            _model_store=self._store(),
+        ) as stored:
+            joblib.dump(model, stored.path_of(MODEL_FILE))
+            Path(stored.path_of(SCHEMA_FILE)).write_text(json.dumps(schema, indent=2))
+        return self.version(str(stored.tag))
+
+    def version(self, tag: str) -> ModelVersion:
+        stored = self._get(tag)
+        return ModelVersion(
+            tag=str(stored.tag),
+            labels=dict(stored.info.labels),
+            metrics=dict(stored.info.metadata.get("metrics", {})),
+            created=stored.info.creation_time.isoformat(timespec="seconds"),
+        )
+
+    def versions(self) -> list[ModelVersion]:
+        """Every stored version of the project's model, oldest first."""
+        from bentoml.exceptions import NotFound
+
+        try:
+            stored = self._store().list(self.project)
+        except NotFound:
+            return []
+        return sorted((self.version(str(m.tag)) for m in stored), key=lambda v: (v.created, v.tag))
+
+    def load(self, tag: str) -> LoadedModel:
+        stored = self._get(tag)
+        return LoadedModel(
+            tag=str(stored.tag),
+            model=joblib.load(stored.path_of(MODEL_FILE)),
+            schema=json.loads(Path(stored.path_of(SCHEMA_FILE)).read_text()),
+            labels=dict(stored.info.labels),
+        )
+
+    def _get(self, tag: str):
+        from bentoml.exceptions import NotFound
+
+        if ":" not in tag or tag.endswith(":latest"):
+            raise RegistryError(f"model tag {tag!r}: name a version ({self.project}:<version>), never 'latest'")
+        try:
+            return self._store().get(tag)
+        except NotFound as exc:
+            known = ", ".join(v.tag for v in self.versions()[-5:]) or "none"
+            raise RegistryError(f"model {tag!r} is not in the store at {self.bentoml_home} (latest: {known})") from exc
+
+    # --- the champion pointer -------------------------------------------------------------------------
+    def champion(self) -> Promotion | None:
+        pointer = self.pointer_folder / "champion.json"
+        return Promotion(**read_json(pointer)) if pointer.exists() else None
+
+    def history(self) -> list[Promotion]:
+        log = self.pointer_folder / "history.jsonl"
+        if not log.exists():
+            return []
+        return [Promotion(**json.loads(line)) for line in log.read_text().splitlines() if line.strip()]
+
+    def promote(
+        self, tag: str, *, kind: PromotionKind, by: str, reason: str, run_id: str = "", evidence: dict | None = None
+    ) -> Promotion:
+        """Make ``tag`` the champion. The history line is written before the pointer moves, so the log never
+        misses a champion that served."""
+        self._get(tag)  # it must exist: a pointer to nothing would break serving
+        if not reason.strip():
+            raise RegistryError(f"promoting {tag}: say why (a reason is recorded with every change of champion)")
+        current = self.champion()
+        promotion = Promotion(
+            tag=tag,
+            previous=current.tag if current else None,
+            kind=kind,
+            by=by,
+            reason=reason,
+            at=datetime.now(UTC).isoformat(timespec="seconds"),
+            run_id=run_id,
+            evidence=evidence or {},
+        )
+        log = self.pointer_folder / "history.jsonl"
+        lines = log.read_text() if log.exists() else ""
+        write_atomically(log, (lines + json.dumps(asdict(promotion), default=str) + "\n").encode())
+        write_json(self.pointer_folder / "champion.json", asdict(promotion))
+        return promotion
+
+    def rollback_target(self) -> str:
+        """The champion before the current one: what ``rollback`` restores when no tag is named."""
+        current = self.champion()
+        if current is None:
+            raise RegistryError(f"project {self.project!r} has no champion to roll back from")
+        if current.previous is None:
+            raise RegistryError(f"{current.tag} is the first champion: there is nothing to roll back to")
+        return current.previous
