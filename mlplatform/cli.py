@@ -9,9 +9,11 @@ import signal
 import sys
 from pathlib import Path
 
+from mlplatform import cli_models
 from mlplatform.lib.spec import SpecError, default_spec_path, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+GATE_KEPT_CHAMPION = 3  # exit code: the run worked, and its model did not beat the champion
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,22 +40,33 @@ def main(argv: list[str] | None = None) -> int:
     synth.add_argument("--out", type=Path, required=True, help="a .csv or .parquet file")
     synth.add_argument("--seed", type=int, default=0)
 
-    args = parser.parse_args(argv)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--spec", type=Path, default=None, help="project spec (default: $MLPLATFORM_SPEC)")
+    common.add_argument("--home", type=Path, default=None, help="state folder (default: $MLPLATFORM_HOME)")
     handlers = {"run": _run, "check-spec": _check_spec, "dev": _dev, "synth": _synth}
+    handlers |= cli_models.add_commands(commands, common)
+
+    args = parser.parse_args(argv)
     try:
+        if args.command in ("models", "promote", "rollback", "reproduce"):
+            _environment(args.home, args.spec)
         return handlers[args.command](args)
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except LookupError as exc:  # a model tag or data version the registry does not hold
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
 
 
 def _check_spec(args: argparse.Namespace) -> int:
-    from mlplatform.lib import quality
+    from mlplatform.lib import candidates, quality
 
     spec = load_spec(args.spec)
     try:
         expectations = quality.check_expectations(spec)  # imports GX: slower, but a typo fails here
-    except quality.QualityError as exc:
+        candidates.candidates(spec)  # an estimator the catalogue lacks fails here too
+    except (quality.QualityError, candidates.CandidateError) as exc:
         print(f"error: {args.spec}: {exc}", file=sys.stderr)
         return 2
     problem, profile = spec.problem, spec.quality.profile
@@ -67,6 +80,17 @@ def _check_spec(args: argparse.Namespace) -> int:
     learned = f"learned from accepted data ({profile.severity})" if profile.enabled else "off"
     contract = f"contract on {len(spec.quality.columns)} column(s)"
     print(f"  quality   {contract}; profile {learned}; {expectations} expectation(s) of your own")
+    chosen = candidates.candidates(spec)
+    budgets = ", ".join(
+        f"{name} ({c.estimator}, {c.trials} trials{f', <= {c.seconds:g} s' if c.seconds else ''})"
+        for name, c in chosen.items()
+    )
+    print(f"  training  {budgets}; {spec.training.cv_folds}-fold cross-validation, seed {spec.training.seed}")
+    if spec.evaluation.slice_columns:
+        print(f"  slices    holdout metrics per value of {', '.join(spec.evaluation.slice_columns)}")
+    floors = ", ".join(f"{metric} {value:g}" for metric, value in spec.promotion.floors.items()) or "none"
+    margin = f"{problem.primary_metric} by >= {spec.promotion.margin:g}"
+    print(f"  promotion floors: {floors}; must beat the champion's {margin}")
     print("  (columns and the source itself are checked at the first ingestion)")
     return 0
 
@@ -127,11 +151,11 @@ def _run(args: argparse.Namespace) -> int:
             result = execute(
                 definitions.materialize_all_job, f"materializing every asset for {spec.name!r} ({spec_path})"
             )
-            if not result.success:
+            if not result.success and not summary.only_the_gate_failed(result):
                 return _failed(result, summary)
             print()
             print(summary.render(instance, [result.run_id], []))
-            return 0
+            return _gate_code(result)
 
         # A folder of batches: validate each new batch on its own, then train once on what was accepted.
         run_ids, rejected = [], []
@@ -148,11 +172,17 @@ def _run(args: argparse.Namespace) -> int:
             print("error: no batch has been accepted, so there is nothing to train on", file=sys.stderr)
             return 1
         result = execute(definitions.train_and_evaluate_job, "training and evaluating on the accepted data")
-        if not result.success:
+        if not result.success and not summary.only_the_gate_failed(result):
             return _failed(result, summary)
         print()
         print(summary.render(instance, [*run_ids, result.run_id], rejected))
-    return 1 if rejected else 0
+    return 1 if rejected else _gate_code(result)
+
+
+def _gate_code(result) -> int:
+    """0 when the run promoted its model; GATE_KEPT_CHAMPION when the champion stays (not an error: the
+    trained model is stored and can be promoted by hand)."""
+    return 0 if result.success else GATE_KEPT_CHAMPION
 
 
 def _failed(result, summary) -> int:

@@ -67,6 +67,11 @@ class Settings:
         return self.home / "bentoml"
 
     @property
+    def bentoml_home(self) -> Path:
+        """BentoML's home (its model store and bentos): the model registry lives here."""
+        return self.home / "bentoml"
+
+    @property
     def artifact_root(self) -> str:
         """Where asset values, reports and plots go: a local folder or an S3 URI."""
         if self.env == "cloud":

@@ -8,6 +8,8 @@ import dagster as dg
 
 from mlplatform.settings import Settings
 
+GATE = "challenger_beats_champion"
+
 
 def latest_metadata(instance: dg.DagsterInstance, key: str) -> dict:
     event = instance.get_latest_materialization_event(dg.AssetKey(key))
@@ -37,22 +39,70 @@ def render(instance: dg.DagsterInstance, run_ids: list[str], rejected: list[str]
     rows += f"{training['dagster/row_count']} training / {holdout['dagster/row_count']} holdout"
     training_data = f"{accepted['dagster/row_count']} rows from {accepted['batches']} accepted batch(es), "
     training_data += f"data version {accepted['data_version']}"
+    candidates = ", ".join(_candidate_names(latest_metadata(instance, "candidate_models"))) or "?"
+    registry_lines = _registry_lines(instance, run_ids[-1] if run_ids else "")
     quality = "every batch passed its checks" if not rejected else f"{len(rejected)} batch(es) REJECTED:"
     rejected_lines = "".join(f"\n    {part}" for line in rejected for part in line.splitlines())
-    return f"""{len(run_ids)} run(s) succeeded: {", ".join(run_ids)}
+    return f"""{len(run_ids)} run(s) done: {", ".join(run_ids)}
 
   last batch    {raw.get("batch", "?")}: {raw.get("dagster/row_count", "?")} rows, batch {raw.get("batch_id", "?")}
   training data {training_data}
                 {rows}
   quality       {quality}{rejected_lines}
-  model         {model["estimator"]} trained on {model["training_rows"]} rows
+  model         {model["estimator"]} (candidate {model.get("candidate", "?")}), chosen by cross-validation
+                from {candidates}, trained on {model["training_rows"]} rows
   holdout metrics ({report["holdout_rows"]} rows):
 {metric_lines}
   report        {report["report_path"]}
+  registry      {registry_lines}
   artifacts     {settings.artifact_root}
   instance      {instance.root_directory}
 
 Open the UI on this instance:  {ui_command}     (then http://127.0.0.1:3000)"""
+
+
+def _candidate_names(metadata: dict) -> list[str]:
+    table = str(metadata.get("candidates", ""))
+    return [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.count("|") > 2]
+
+
+def _registry_lines(instance: dg.DagsterInstance, run_id: str) -> str:
+    challenger, champion = latest_metadata(instance, "challenger_model"), latest_metadata(instance, "champion_model")
+    if not challenger:
+        return "(nothing stored)"
+    lines = [f"stored {challenger['tag']} (data {challenger['data_version']}, code {challenger['code_version']})"]
+    if champion.get("tag") == challenger["tag"]:
+        lines.append(f"champion is now {champion['tag']}: {champion['reason']}")
+    else:
+        verdict = gate_verdict(instance, run_id)
+        why = verdict.partition(": ")[2] if verdict else "the challenger was not promoted"
+        lines.append(f"champion stays {champion.get('tag', '(none)')}: {why}")
+        lines.append(f"promote it by hand: mlplatform promote {challenger['tag']} --reason '...'")
+    return "\n                ".join(lines)
+
+
+def gate_verdict(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The promotion gate's description in this run, if the gate ran."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation.check_name == GATE:
+            return evaluation.description
+    return None
+
+
+def only_the_gate_failed(result) -> bool:
+    """True when the run's only failure is the promotion gate keeping the champion: the model was trained,
+    evaluated and stored; it just did not win."""
+    failed_checks, other_failures = set(), False
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                failed_checks.add(evaluation.check_name)
+        elif event.event_type_value == "STEP_FAILURE":
+            other_failures |= event.step_failure_data.error.cls_name != "DagsterAssetCheckFailedError"
+    return failed_checks == {GATE} and not other_failures
 
 
 def failures(result) -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +16,18 @@ from mlplatform.lib.spec import ProjectSpec, default_spec_path, load_spec
 from mlplatform.settings import Settings
 
 EXAMPLE_CSV = default_spec_path().parent / "penguins.csv"
+
+# BentoML reads BENTOML_HOME once, at its first use, and otherwise keeps models and bentos under ~/bentoml.
+# Set before any test runs, it keeps every in-process BentoML store of the session in one temporary folder.
+BENTOML_HOME = Path(tempfile.mkdtemp(prefix="mlplatform-tests-bentoml-"))
+os.environ["BENTOML_HOME"] = str(BENTOML_HOME)
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_bentoml_home():
+    yield
+    shutil.rmtree(BENTOML_HOME, ignore_errors=True)
 
 
 @pytest.fixture
@@ -31,6 +46,10 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
             "source": {"uri": str(EXAMPLE_CSV)},
         }
         document.update(sections)
+        if "training" not in sections and isinstance(document["problem"], dict):
+            # one cheap candidate keeps graph tests fast; tests of model choice name their own
+            linear = "ridge" if document["problem"].get("task") == "regression" else "logistic_regression"
+            document["training"] = {"candidates": {linear: {"estimator": linear, "trials": 2}}}
         path = tmp_path / filename
         path.write_text(yaml.safe_dump(document))
         return path

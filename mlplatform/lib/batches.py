@@ -157,7 +157,30 @@ class BatchLedger:
         if not entries:
             raise LookupError(f"no batch has been accepted yet under {self.root}")
         start = max((i for i, e in enumerate(entries) if not e["appends"]), default=0)
-        frames = [read_frame(self.root / "accepted" / e["batch_id"] / "data.parquet") for e in entries[start:]]
+        return self._frame_of([e["batch_id"] for e in entries[start:]])
+
+    def record_version(self, data_version: str) -> UPath:
+        """Remember which accepted batches make up ``data_version`` (the current training data), so that
+        ``frame_at`` can rebuild it exactly after later batches have changed the training data."""
+        entries = self.manifest()
+        start = max((i for i, e in enumerate(entries) if not e["appends"]), default=0)
+        path = self.root / "versions" / f"{data_version}.json"
+        if not path.exists():
+            write_json(path, {"data_version": data_version, "batch_ids": [e["batch_id"] for e in entries[start:]]})
+        return path
+
+    def frame_at(self, data_version: str) -> pd.DataFrame:
+        """The training data as it was at a recorded data version."""
+        path = self.root / "versions" / f"{data_version}.json"
+        if not path.exists():
+            known = sorted(p.stem for p in (self.root / "versions").glob("*.json"))
+            raise LookupError(
+                f"data version {data_version!r} was never recorded under {self.root} (recorded: {known or 'none'})"
+            )
+        return self._frame_of(list(read_json(path)["batch_ids"]))
+
+    def _frame_of(self, batch_ids: list[str]) -> pd.DataFrame:
+        frames = [read_frame(self.root / "accepted" / batch_id / "data.parquet") for batch_id in batch_ids]
         if len(frames) == 1:
             return frames[0]
         columns = list(frames[0].columns)

@@ -155,6 +155,15 @@ def tune(name: str, candidate: Candidate, features: np.ndarray, target: pd.Serie
     )
 
 
+def tune_all(
+    feature_pipeline: ColumnTransformer, training: pd.DataFrame, spec: ProjectSpec
+) -> dict[str, TunedCandidate]:
+    """Every candidate, one after another in this process: what the Dagster graph does as parallel steps."""
+    features = transformed(feature_pipeline, training)
+    target = training[spec.problem.target]
+    return {name: tune(name, candidate, features, target, spec) for name, candidate in candidates(spec).items()}
+
+
 def _suggest(trial, key: str, bounds: SearchRange):
     if bounds.choices is not None:
         return trial.suggest_categorical(key, list(bounds.choices))

@@ -1,23 +1,30 @@
-"""Holdout evaluation: metrics suited to the task, plots as PNG bytes, and a Markdown report."""
+"""Holdout evaluation: metrics suited to the task, calibration, metrics per slice, every candidate compared,
+permutation importance, plots as PNG bytes, and a Markdown report."""
 
 from __future__ import annotations
 
-import base64
-import io
+import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+from pandas.api import types
 from sklearn import metrics as skm
+from sklearn.compose import ColumnTransformer
 from sklearn.inspection import permutation_importance
 
+from mlplatform.lib import plots
 from mlplatform.lib.spec import LOWER_IS_BETTER, ProjectSpec
-from mlplatform.lib.training import TrainedModel
+from mlplatform.lib.training import TrainedModel, ship
+
+if TYPE_CHECKING:
+    from mlplatform.lib.candidates import TunedCandidate
 
 # Permutation importance predicts n_repeats times per column: a sample keeps it cheap at any data size.
 IMPORTANCE_SAMPLE_ROWS = 5_000
 IMPORTANCE_REPEATS = 5
+CALIBRATION_BINS = 10
 _SCORERS = {
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced_accuracy",
@@ -32,7 +39,7 @@ _SCORERS = {
 
 
 class EvaluationError(ValueError):
-    """The holdout cannot score this model; the message says which class or metric is the problem."""
+    """The holdout cannot score this model; the message says which class, column or metric is the problem."""
 
 
 @dataclass
@@ -42,16 +49,28 @@ class Evaluation:
     holdout_rows: int
     feature_importance: pd.DataFrame
     plots: dict[str, bytes] = field(default_factory=dict)
+    slices: pd.DataFrame = field(default_factory=pd.DataFrame)  # column, value, rows, metrics per slice
+    candidates: pd.DataFrame = field(default_factory=pd.DataFrame)  # every tuned candidate, side by side
 
     @property
     def primary_value(self) -> float:
         return self.metrics[self.primary_metric]
 
 
-def evaluate(model: TrainedModel, holdout: pd.DataFrame, spec: ProjectSpec) -> Evaluation:
-    """Score the model on the holdout split, which neither the features nor the estimator have seen."""
+@dataclass(frozen=True)
+class Predictions:
+    features: pd.DataFrame
+    truth: pd.Series
+    predicted: np.ndarray
+    probabilities: np.ndarray | None  # classifiers only, columns in the order of model.classes
+
+
+def predict(model: TrainedModel, holdout: pd.DataFrame, spec: ProjectSpec) -> Predictions:
     target = spec.problem.target
     inputs = list(model.pipeline.feature_names_in_)
+    missing = [column for column in [*inputs, target] if column not in holdout.columns]
+    if missing:
+        raise EvaluationError(f"the holdout lacks column(s) {missing} that model {model.estimator_name} needs")
     features, truth = holdout[inputs], holdout[target]
     if spec.problem.task == "classification":
         unseen = sorted(set(truth.astype(str)) - set(model.classes))
@@ -60,27 +79,62 @@ def evaluate(model: TrainedModel, holdout: pd.DataFrame, spec: ProjectSpec) -> E
                 f"target {target!r}: holdout class(es) {', '.join(map(repr, unseen))} never appear in the training "
                 f"split (classes {list(model.classes)}); with a time_column, a class that only appears late does this"
             )
-    predicted = model.pipeline.predict(features)
-    if spec.problem.task == "classification":
-        probabilities = model.pipeline.predict_proba(features)
-        scores = classification_metrics(truth, predicted, probabilities, model.classes)
-        plots = {"confusion_matrix": confusion_matrix_png(truth, predicted, model.classes)}
+        return Predictions(features, truth, model.pipeline.predict(features), model.pipeline.predict_proba(features))
+    return Predictions(features, truth, model.pipeline.predict(features), None)
+
+
+def metrics_of(result: Predictions, model: TrainedModel, spec: ProjectSpec) -> dict[str, float]:
+    if result.probabilities is not None:
+        scores = classification_metrics(result.truth, result.predicted, result.probabilities, model.classes)
     else:
-        scores = regression_metrics(truth, predicted)
-        plots = {"residuals": residuals_png(truth, predicted)}
+        scores = regression_metrics(result.truth, result.predicted)
     if spec.problem.primary_metric not in scores:
         raise EvaluationError(
             f"problem.metric {spec.problem.primary_metric!r} is undefined on this holdout: it holds only "
-            f"class(es) {sorted(set(truth.astype(str)))} of {list(model.classes)}"
+            f"class(es) {sorted(set(result.truth.astype(str)))} of {list(model.classes)}"
         )
-    importance = feature_importance(model, features, truth, spec)
-    plots["feature_importance"] = importance_png(importance, spec.problem.primary_metric)
+    return scores
+
+
+def score(model: TrainedModel, holdout: pd.DataFrame, spec: ProjectSpec) -> dict[str, float]:
+    """The holdout metrics alone: what the promotion gate compares champion and challenger on."""
+    return metrics_of(predict(model, holdout, spec), model, spec)
+
+
+def evaluate(
+    model: TrainedModel,
+    holdout: pd.DataFrame,
+    spec: ProjectSpec,
+    tuned: dict[str, TunedCandidate] | None = None,
+    feature_pipeline: ColumnTransformer | None = None,
+) -> Evaluation:
+    """Score the model on the holdout split, which neither the features nor the estimator have seen; with
+    ``tuned`` (and the feature pipeline they share), every candidate is scored beside it."""
+    result = predict(model, holdout, spec)
+    scores = metrics_of(result, model, spec)
+    if result.probabilities is not None:
+        figures = {
+            "confusion_matrix": plots.confusion_matrix_png(result.truth, result.predicted, model.classes),
+            "roc_and_precision_recall": plots.roc_pr_png(result.truth, result.probabilities, model.classes),
+            "calibration": plots.calibration_png(result.truth, result.probabilities, model.classes, CALIBRATION_BINS),
+        }
+    else:
+        figures = {"residuals": plots.residuals_png(result.truth, result.predicted)}
+    importance = feature_importance(model, result.features, result.truth, spec)
+    figures["feature_importance"] = plots.importance_png(importance, spec.problem.primary_metric)
+    comparison = pd.DataFrame()
+    if tuned:
+        if feature_pipeline is None:
+            raise ValueError("comparing candidates needs the feature pipeline they were tuned on")
+        comparison = compare(tuned, feature_pipeline, holdout, spec, selected=model.candidate)
     return Evaluation(
         metrics=scores,
         primary_metric=spec.problem.primary_metric,
         holdout_rows=len(holdout),
         feature_importance=importance,
-        plots=plots,
+        plots=figures,
+        slices=slice_metrics(result, holdout, model, spec),
+        candidates=comparison,
     )
 
 
@@ -95,6 +149,10 @@ def classification_metrics(truth, predicted, probabilities, classes) -> dict[str
         "precision_macro": skm.precision_score(truth, predicted, average="macro", zero_division=0),
         "recall_macro": skm.recall_score(truth, predicted, average="macro", zero_division=0),
         "log_loss": skm.log_loss(truth, probabilities, labels=list(classes)),
+        "brier": skm.brier_score_loss(truth, probabilities, labels=list(classes))
+        if len(classes) > 2
+        else skm.brier_score_loss(truth == classes[1], probabilities[:, 1]),
+        "calibration_error": calibration_error(truth, probabilities, classes),
     }
     present = set(truth)
     if len(present) == len(classes) and len(classes) > 1:
@@ -108,12 +166,107 @@ def classification_metrics(truth, predicted, probabilities, classes) -> dict[str
     return {name: float(value) for name, value in scores.items()}
 
 
+def calibration_error(truth, probabilities: np.ndarray, classes, bins: int = CALIBRATION_BINS) -> float:
+    """Expected calibration error of the predicted class: the row-weighted gap between how sure the model
+    was and how often it was right, over equal-width confidence bins (0 is perfectly calibrated)."""
+    correct = np.asarray(truth).astype(str) == np.asarray(classes, dtype=str)[probabilities.argmax(axis=1)]
+    confidence = probabilities.max(axis=1)
+    which = np.clip(np.digitize(confidence, np.linspace(0, 1, bins + 1)) - 1, 0, bins - 1)
+    gap = sum(abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).sum() for b in set(which))
+    return float(gap / len(confidence))
+
+
 def regression_metrics(truth, predicted) -> dict[str, float]:
     return {
         "rmse": float(skm.root_mean_squared_error(truth, predicted)),
         "mae": float(skm.mean_absolute_error(truth, predicted)),
         "r2": float(skm.r2_score(truth, predicted)),
     }
+
+
+def slice_metrics(result: Predictions, holdout: pd.DataFrame, model: TrainedModel, spec: ProjectSpec) -> pd.DataFrame:
+    """Holdout metrics per value of each ``evaluation.slice_columns`` column (numbers in quartiles; the most
+    frequent ``max_slices`` values, the rest as "(other)"): where the model is weaker than its average."""
+    rows = []
+    secondary = "accuracy" if spec.problem.task == "classification" else "mae"
+    for column in spec.evaluation.slice_columns:
+        if column not in holdout.columns:
+            raise EvaluationError(
+                f"evaluation.slice_columns: column {column!r} is not in the data (columns: {list(holdout.columns)})"
+            )
+        groups = _slice_labels(holdout[column], spec.evaluation.max_slices)
+        for value in groups.unique():
+            mask = (groups == value).to_numpy()
+            part = Predictions(
+                result.features[mask],
+                result.truth[mask],
+                result.predicted[mask],
+                None if result.probabilities is None else result.probabilities[mask],
+            )
+            with warnings.catch_warnings():  # one-class or one-row slices leave some metrics undefined
+                warnings.simplefilter("ignore")
+                if part.probabilities is not None:
+                    scores = classification_metrics(part.truth, part.predicted, part.probabilities, model.classes)
+                else:
+                    scores = regression_metrics(part.truth, part.predicted) if mask.sum() > 1 else {}
+            rows.append(
+                {
+                    "column": column,
+                    "value": str(value),
+                    "rows": int(mask.sum()),
+                    spec.problem.primary_metric: scores.get(spec.problem.primary_metric, np.nan),
+                    secondary: scores.get(secondary, np.nan),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _slice_labels(values: pd.Series, max_slices: int) -> pd.Series:
+    if types.is_numeric_dtype(values) and not types.is_bool_dtype(values) and values.nunique() > max_slices:
+        labels = pd.qcut(values, q=4, duplicates="drop").astype(str)
+    else:
+        labels = values.astype("string").astype(object)
+        frequent = labels.value_counts().index[:max_slices]
+        labels = labels.where(labels.isin(frequent) | labels.isna(), "(other)")
+    return labels.where(values.notna(), "(missing)").reset_index(drop=True)
+
+
+def compare(
+    tuned: dict[str, TunedCandidate],
+    feature_pipeline: ColumnTransformer,
+    holdout: pd.DataFrame,
+    spec: ProjectSpec,
+    selected: str,
+) -> pd.DataFrame:
+    """Every candidate side by side: its cross-validated score (what chose the winner) and, for information
+    only, its holdout score."""
+    metric = spec.problem.primary_metric
+    rows = []
+    for name, candidate in tuned.items():
+        shipped = ship(candidate, feature_pipeline, 0)
+        rows.append(
+            {
+                "candidate": name,
+                "estimator": shipped.estimator_name,
+                f"cv_{metric}": natural(metric, candidate.cv_score),
+                "cv_std": candidate.cv_std,
+                f"holdout_{metric}": score(shipped, holdout, spec)[metric],
+                "trials": candidate.trials,
+                "search_seconds": round(candidate.seconds, 2),
+                "selected": name == selected,
+                "parameters": ", ".join(f"{k}={_short(v)}" for k, v in candidate.best_params.items()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def natural(metric: str, cv_score: float) -> float:
+    """A cross-validated score (higher is better, losses negated) in the metric's own sign."""
+    return -cv_score if metric in LOWER_IS_BETTER else cv_score
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def feature_importance(
@@ -145,52 +298,8 @@ def scorer_for(metric: str, classes: list[str] | None):
     return _SCORERS[metric]
 
 
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def confusion_matrix_png(truth, predicted, classes) -> bytes:
-    labels = list(classes)
-    matrix = skm.confusion_matrix(np.asarray(truth).astype(str), np.asarray(predicted).astype(str), labels=labels)
-    size = max(4.0, 0.6 * len(labels) + 2)
-    figure = Figure(figsize=(size, size))
-    axes = figure.subplots()
-    skm.ConfusionMatrixDisplay(matrix, display_labels=labels).plot(ax=axes, colorbar=False, cmap="Blues")
-    axes.set_title("Confusion matrix (holdout)")
-    return _png(figure)
-
-
-def residuals_png(truth, predicted) -> bytes:
-    truth, predicted = np.asarray(truth, dtype=float), np.asarray(predicted, dtype=float)
-    if len(truth) > 20_000:
-        keep = np.random.default_rng(0).choice(len(truth), 20_000, replace=False)
-        truth, predicted = truth[keep], predicted[keep]
-    figure = Figure(figsize=(10, 4))
-    left, right = figure.subplots(1, 2)
-    left.scatter(predicted, truth - predicted, s=6, alpha=0.5)
-    left.axhline(0, color="black", linewidth=0.8)
-    left.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals (holdout)")
-    right.scatter(truth, predicted, s=6, alpha=0.5)
-    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
-    right.plot([low, high], [low, high], color="black", linewidth=0.8)
-    right.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (holdout)")
-    return _png(figure)
-
-
-def importance_png(importance: pd.DataFrame, metric: str) -> bytes:
-    shown = importance.head(20).iloc[::-1]
-    figure = Figure(figsize=(7, max(2.5, 0.35 * len(shown) + 1)))
-    axes = figure.subplots()
-    axes.barh(shown["feature"], shown["importance"], xerr=shown["std"], color="#4c72b0")
-    axes.set(xlabel=f"drop in {metric} when shuffled", title="Permutation feature importance (holdout)")
-    return _png(figure)
-
-
-def image_markdown(name: str, png: bytes) -> str:
-    """An image inlined as a data URI, so it shows in the Dagster UI's metadata without a file server."""
-    return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, floatfmt=".4f") if not frame.empty else "_(none)_"
 
 
 def render_report(evaluation: Evaluation, spec: ProjectSpec, model: TrainedModel, image_links: dict[str, str]) -> str:
@@ -202,22 +311,30 @@ def render_report(evaluation: Evaluation, spec: ProjectSpec, model: TrainedModel
         for row in evaluation.feature_importance.itertuples()
     )
     images = "\n\n".join(f"### {name.replace('_', ' ').capitalize()}\n\n{link}" for name, link in image_links.items())
-    return f"""# Evaluation of {spec.name}: {model.estimator_name}
+    chosen = f" (candidate `{model.candidate}`)" if model.candidate else ""
+    sections = [
+        f"""# Evaluation of {spec.name}: {model.estimator_name}{chosen}
 
 Task **{spec.problem.task}**, target `{spec.problem.target}`, {evaluation.holdout_rows} holdout rows.
 Primary metric **{evaluation.primary_metric} = {evaluation.primary_value:.4f}** ({direction} is better).
 
 | metric | holdout |
 |---|---|
-{rows}
-
-## Feature importance (permutation, on the holdout)
+{rows}"""
+    ]
+    if not evaluation.candidates.empty:
+        sections.append(
+            "## Candidates\n\nChosen by cross-validated score on the training split; the holdout column is for "
+            f"information only.\n\n{_table(evaluation.candidates)}"
+        )
+    if not evaluation.slices.empty:
+        sections.append(f"## Metrics per slice\n\n{_table(evaluation.slices)}")
+    sections.append(
+        f"""## Feature importance (permutation, on the holdout)
 
 | feature | importance | std |
 |---|---|---|
-{importance}
-
-## Plots
-
-{images}
-"""
+{importance}"""
+    )
+    sections.append(f"## Plots\n\n{images}")
+    return "\n\n".join(sections) + "\n"

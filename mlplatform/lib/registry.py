@@ -140,11 +140,13 @@ class Registry:
         return ModelStore(self.bentoml_home / "models")
 
     # --- model versions -------------------------------------------------------------------------------
-    def save(self, model: TrainedModel, *, schema: dict, labels: dict[str, str]) -> ModelVersion:
-        """Store the model as a new version of the project's BentoML model; returns its tag."""
+    def save(
+        self, model: TrainedModel, *, schema: dict, labels: dict[str, str], metrics: dict[str, float]
+    ) -> ModelVersion:
+        """Store the model as a new version of the project's BentoML model (metrics at full precision in its
+        metadata, rounded in its labels); returns what the registry now knows of it."""
         import bentoml
 
-        metrics = {key[len("metric.") :]: float(value) for key, value in labels.items() if key.startswith("metric.")}
         with bentoml.models.create(
             self.project,
             labels=labels,

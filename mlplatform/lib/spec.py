@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+# What the evaluation reports (and a promotion floor may name): the optimisable metrics and a few more.
+REPORTED_METRICS = {
+    "classification": (*CLASSIFICATION_METRICS, "precision_macro", "recall_macro"),
+    "regression": REGRESSION_METRICS,
+}
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 DEFAULT_METRIC = {"classification": "f1_macro", "regression": "rmse"}
 
@@ -227,6 +232,32 @@ class Training(_Strict):
     cv_folds: int = Field(default=3, ge=2)
     seed: int = 42
 
+    @field_validator("candidates")
+    @classmethod
+    def _names_are_identifiers(cls, chosen: dict[str, Candidate] | None) -> dict[str, Candidate] | None:
+        # each name becomes a Dagster step (and a pod): letters, digits and underscores only
+        for name in chosen or {}:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name):
+                raise ValueError(f"candidate name {name!r}: letters, digits and underscores, starting with a letter")
+        if chosen is not None and not chosen:
+            raise ValueError("name at least one candidate, or leave training.candidates out for the defaults")
+        return chosen
+
+
+class Evaluation(_Strict):
+    # Columns whose values each get their own holdout metrics (a fairness or coverage view), e.g. [island].
+    slice_columns: tuple[str, ...] = ()
+    max_slices: int = Field(default=20, ge=1)  # per column: the most frequent values; the rest are "(other)"
+
+
+class Promotion(_Strict):
+    """When a challenger replaces the champion: it clears every floor, and beats the champion on the same
+    holdout by ``margin`` in the primary metric."""
+
+    # metric -> the worst acceptable value: a minimum for higher-is-better metrics, a maximum for losses
+    floors: dict[str, float] = Field(default_factory=dict)
+    margin: float = Field(default=0.0, ge=0.0)
+
 
 class ProjectSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
@@ -235,8 +266,19 @@ class ProjectSpec(_Strict):
     split: Split = Split()
     quality: Quality = Quality()
     training: Training = Training()
+    evaluation: Evaluation = Evaluation()
+    promotion: Promotion = Promotion()
     # Set by the loader, not written by users: relative paths in the spec are relative to its file.
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _floors_suit_task(self) -> ProjectSpec:
+        reported = REPORTED_METRICS[self.problem.task]
+        for metric in self.promotion.floors:
+            if metric not in reported:
+                task, choices = self.problem.task, ", ".join(reported)
+                raise ValueError(f"promotion.floors: {metric!r} is not a {task} metric; choose from {choices}")
+        return self
 
     def resolve_path(self, path: str) -> Path:
         candidate = Path(path.removeprefix("file://")).expanduser()

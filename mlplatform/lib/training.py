@@ -1,21 +1,25 @@
-"""Training a baseline estimator on top of the fitted feature pipeline."""
+"""The model that ships: the best tuned candidate behind the fitted feature pipeline, and how it came to be.
+
+Candidates are tuned one by one (``mlplatform.lib.candidates``, each its own Dagster step); here the best is
+chosen by cross-validated score on the training split, never by the holdout, which stays unseen until
+evaluation.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
-from mlplatform.lib.spec import ProjectSpec
+if TYPE_CHECKING:
+    from mlplatform.lib.candidates import TunedCandidate
 
 
 class TrainingError(RuntimeError):
-    """Fitting failed; the message says which estimator, on what data."""
+    """Training produced nothing to ship; the message says what was missing."""
 
 
 @dataclass(frozen=True)
@@ -28,37 +32,30 @@ class TrainedModel:
     training_rows: int
     fit_seconds: float
     classes: tuple[str, ...] = ()
+    candidate: str = ""  # the name of the candidate in the spec it won as
+    cv_score: float | None = None  # its mean cross-validated score (higher is better; losses negated)
 
 
-def baseline_estimator(spec: ProjectSpec) -> BaseEstimator:
-    """A sound, fast, well-understood baseline per task: regularised linear models."""
-    if spec.problem.task == "classification":
-        return LogisticRegression(max_iter=2000)
-    return Ridge(alpha=1.0)
+def select(tuned: Iterable[TunedCandidate]) -> TunedCandidate:
+    """The candidate with the best mean cross-validated score; on a tie, the first named (usually simplest)."""
+    ranked = list(tuned)
+    if not ranked:
+        raise TrainingError("no candidate was tuned: the spec's training.candidates is empty")
+    return max(ranked, key=lambda candidate: candidate.cv_score)  # max keeps the first of equal scores
 
 
-def train(feature_pipeline: ColumnTransformer, training: pd.DataFrame, spec: ProjectSpec) -> TrainedModel:
-    """Fit the baseline on the transformed training split; the feature pipeline is reused as fitted."""
-    target = spec.problem.target
-    estimator = baseline_estimator(spec)
-    inputs = list(feature_pipeline.feature_names_in_)
-    started = time.perf_counter()
-    try:
-        estimator.fit(feature_pipeline.transform(training[inputs]), training[target])
-    except ValueError as exc:
-        raise TrainingError(
-            f"{type(estimator).__name__} failed on {len(training)} training rows, target {target!r}: {exc}"
-        ) from exc
-    elapsed = time.perf_counter() - started
-    pipeline = Pipeline([("features", feature_pipeline), ("estimator", estimator)])
-    classes = tuple(str(c) for c in getattr(estimator, "classes_", ()))
+def ship(tuned: TunedCandidate, feature_pipeline: ColumnTransformer, training_rows: int) -> TrainedModel:
+    """The tuned estimator (already refitted on the whole training split) behind the feature pipeline."""
+    estimator = tuned.estimator
     return TrainedModel(
-        pipeline=pipeline,
+        pipeline=Pipeline([("features", feature_pipeline), ("estimator", estimator)]),
         estimator_name=type(estimator).__name__,
         parameters={
             k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))
         },
-        training_rows=len(training),
-        fit_seconds=elapsed,
-        classes=classes,
+        training_rows=training_rows,
+        fit_seconds=tuned.seconds,
+        classes=tuple(str(c) for c in getattr(estimator, "classes_", ())),
+        candidate=tuned.name,
+        cv_score=tuned.cv_score,
     )

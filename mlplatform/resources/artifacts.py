@@ -41,7 +41,11 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
     root: str
 
     def _base(self, context: dg.InputContext | dg.OutputContext) -> UPath:
-        return UPath(self.root).joinpath("assets", *context.asset_key.path)
+        if context.has_asset_key:
+            return UPath(self.root).joinpath("assets", *context.asset_key.path)
+        # an op's output inside a graph-backed asset (one tuned candidate): kept per run and step
+        output = context if isinstance(context, dg.OutputContext) else context.upstream_output
+        return UPath(self.root).joinpath("steps", *output.get_identifier())
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         base = self._base(context)
@@ -60,8 +64,8 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
             return pd.read_parquet(parquet.path if is_local(parquet) else io.BytesIO(parquet.read_bytes()))
         stored = base.with_name(base.name + ".joblib")
         if not stored.exists():
+            what = context.asset_key.to_user_string() if context.has_asset_key else "this step's input"
             raise FileNotFoundError(
-                f"{context.asset_key.to_user_string()} has not been materialized under {self.root} "
-                f"(looked for {parquet} and {stored})"
+                f"{what} has not been materialized under {self.root} (looked for {parquet} and {stored})"
             )
         return joblib.load(stored.path if is_local(stored) else io.BytesIO(stored.read_bytes()))

@@ -40,7 +40,15 @@ def test_the_whole_graph_stores_its_artifacts_in_the_bucket(s3_bucket, tmp_path)
     ]:
         assert f"team-a/assets/{asset}.{suffix}" in keys
     reports = {key for key in keys if key.startswith(f"team-a/reports/penguins/{result.run_id}/")}
-    assert {key.rsplit("/", 1)[1] for key in reports} == {"report.md", "confusion_matrix.png", "feature_importance.png"}
+    assert {key.rsplit("/", 1)[1] for key in reports} == {
+        "report.md",
+        "confusion_matrix.png",
+        "roc_and_precision_recall.png",
+        "calibration.png",
+        "feature_importance.png",
+    }
+    # the champion pointer and its history live beside the artifacts, in the bucket
+    assert {"team-a/registry/penguins/champion.json", "team-a/registry/penguins/history.jsonl"} <= set(keys)
     assert any(key.startswith("team-a/batches/accepted/") for key in keys)
     assert "team-a/batches/manifest.json" in keys and "team-a/batches/profiles/current.json" in keys
     assert not (tmp_path / "home" / "artifacts").exists()

@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
+from mlplatform.definitions import MATERIALIZE_ALL, PROMOTE_MODEL, REPRODUCE_MODEL, build_definitions
 from mlplatform.settings import Settings
 
 LINEAGE = {
@@ -14,8 +14,11 @@ LINEAGE = {
     "training_data": {"cleaned_data"},
     "holdout_data": {"cleaned_data"},
     "feature_pipeline": {"training_data"},
-    "trained_model": {"feature_pipeline", "training_data"},
-    "evaluation_report": {"trained_model", "holdout_data"},
+    "candidate_models": {"feature_pipeline", "training_data"},
+    "trained_model": {"candidate_models", "feature_pipeline", "training_data"},
+    "evaluation_report": {"trained_model", "candidate_models", "feature_pipeline", "holdout_data"},
+    "challenger_model": {"trained_model", "evaluation_report", "training_data"},
+    "champion_model": {"challenger_model", "holdout_data"},
 }
 GROUPS = {
     "raw_batch": "data",
@@ -25,8 +28,11 @@ GROUPS = {
     "training_data": "features",
     "holdout_data": "features",
     "feature_pipeline": "features",
+    "candidate_models": "training",
     "trained_model": "training",
     "evaluation_report": "evaluation",
+    "challenger_model": "registry",
+    "champion_model": "registry",
 }
 
 
@@ -65,15 +71,31 @@ def test_quality_gates_are_blocking_checks(graph: dg.Definitions) -> None:
     checks = {
         key.asset_key.to_user_string(): key.name for check in graph.asset_checks or [] for key in check.check_keys
     }
-    assert checks == {"raw_batch": "raw_batch_is_valid", "feature_pipeline": "features_are_valid"}
+    assert checks == {
+        "raw_batch": "raw_batch_is_valid",
+        "feature_pipeline": "features_are_valid",
+        "challenger_model": "challenger_beats_champion",
+    }
     assert all(spec.blocking for check in graph.asset_checks for spec in check.check_specs)
 
 
-def test_the_code_location_does_not_import_great_expectations() -> None:
+def test_the_registry_jobs_select_what_they_change(graph: dg.Definitions) -> None:
+    promote = graph.resolve_job_def(PROMOTE_MODEL)
+    assert {key.to_user_string() for key in promote.asset_layer.selected_asset_keys} == {"champion_model"}
+    reproduce = graph.resolve_job_def(REPRODUCE_MODEL)
+    selected = {key.to_user_string() for key in reproduce.asset_layer.selected_asset_keys}
+    assert "cleaned_data" in selected and "challenger_model" in selected
+    assert not {"raw_batch", "accepted_data", "data_profile", "champion_model"} & selected  # never promotes
+    steps = set(reproduce.graph.node_dict)
+    assert "feature_pipeline_features_are_valid" in steps and "challenger_model_challenger_beats_champion" not in steps
+
+
+@pytest.mark.parametrize("heavy", ["great_expectations", "bentoml", "optuna"])
+def test_the_code_location_does_not_import_what_only_steps_need(heavy: str) -> None:
     import subprocess
     import sys
 
-    probe = "import sys, mlplatform.definitions; print('great_expectations' in sys.modules)"
+    probe = f"import sys, mlplatform.definitions; print({heavy!r} in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

@@ -24,7 +24,7 @@ def spec(spec_from):
 
 
 def test_the_defaults_are_three_families_per_task(spec_from) -> None:
-    regression = spec_from(problem={"task": "regression", "target": "y"})
+    regression = spec_from(problem={"task": "regression", "target": "y"}, training={})  # no candidates named
     assert list(candidates.candidates(regression)) == ["ridge", "random_forest", "hist_gradient_boosting"]
 
 

@@ -12,16 +12,13 @@ import pytest
 from mlplatform.lib.evaluation import (
     EvaluationError,
     classification_metrics,
-    confusion_matrix_png,
     evaluate,
-    image_markdown,
-    importance_png,
     regression_metrics,
     render_report,
-    residuals_png,
 )
 from mlplatform.lib.features import fit_feature_pipeline
-from mlplatform.lib.training import train
+from mlplatform.lib.plots import confusion_matrix_png, image_markdown, importance_png, residuals_png
+from mlplatform_tests.models import fitted
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLASSIFY = {"task": "classification", "target": "label"}
@@ -43,7 +40,7 @@ def separable(rows_per_class: int = 10) -> pd.DataFrame:
 def classifier(spec_from):
     spec = spec_from(problem=CLASSIFY)
     training = separable()
-    return spec, train(fit_feature_pipeline(training, spec), training, spec)
+    return spec, fitted(training, spec)
 
 
 class TestClassificationMetrics:
@@ -90,6 +87,25 @@ class TestClassificationMetrics:
 
         assert all(type(value) is float for value in scores.values())
 
+    def test_calibration_known_answers(self) -> None:
+        truth = ["a", "a", "b", "b"]
+        probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.1, 0.9]])
+
+        scores = classification_metrics(truth, ["a", "b", "b", "b"], probabilities, ("a", "b"))
+
+        # brier of the positive class b: mean of (0.1-0)^2, (0.6-0)^2, (0.8-1)^2, (0.9-1)^2
+        assert scores["brier"] == pytest.approx((0.01 + 0.36 + 0.04 + 0.01) / 4)
+        # confidence bins: 0.6 (wrong) alone; 0.8 (right) alone; 0.9 and 0.9 (both right)
+        assert scores["calibration_error"] == pytest.approx((0.6 + 0.2 + 2 * 0.1) / 4)
+
+    def test_a_confident_and_right_model_is_calibrated(self) -> None:
+        probabilities = np.array([[1.0, 0.0], [0.0, 1.0]])
+
+        scores = classification_metrics(["a", "b"], ["a", "b"], probabilities, ("a", "b"))
+
+        assert scores["calibration_error"] == 0.0
+        assert scores["brier"] == 0.0
+
 
 class TestRegressionMetrics:
     def test_a_perfect_predictor(self) -> None:
@@ -120,7 +136,12 @@ class TestEvaluate:
         assert evaluation.metrics["accuracy"] == 1.0
         assert evaluation.metrics["roc_auc"] == 1.0
         assert evaluation.holdout_rows == 4
-        assert set(evaluation.plots) == {"confusion_matrix", "feature_importance"}
+        assert set(evaluation.plots) == {
+            "confusion_matrix",
+            "roc_and_precision_recall",
+            "calibration",
+            "feature_importance",
+        }
         assert all(png.startswith(PNG_SIGNATURE) for png in evaluation.plots.values())
 
     def test_the_deciding_feature_is_the_most_important(self, classifier) -> None:
@@ -138,7 +159,7 @@ class TestEvaluate:
         spec = spec_from(problem=REGRESS)
         x = np.arange(30.0)
         training = pd.DataFrame({"price": 3 * x + 2, "x": x})
-        model = train(fit_feature_pipeline(training, spec), training, spec)
+        model = fitted(training, spec)
         holdout = pd.DataFrame({"price": [5.0, 47.0, 80.0], "x": [1.0, 15.0, 26.0]})
 
         evaluation = evaluate(model, holdout, spec)
@@ -171,7 +192,7 @@ class TestEvaluate:
     def test_a_one_class_holdout_with_roc_auc_as_the_primary_metric(self, spec_from) -> None:
         spec = spec_from(problem={**CLASSIFY, "metric": "roc_auc"})
         training = separable()
-        model = train(fit_feature_pipeline(training, spec), training, spec)
+        model = fitted(training, spec)
         holdout = separable(rows_per_class=3).query("label == 'low'")
 
         with pytest.raises(EvaluationError, match="problem.metric 'roc_auc' is undefined on this holdout"):
@@ -208,7 +229,7 @@ def test_the_report_states_the_metrics_and_links_the_plots(classifier) -> None:
 
     report = render_report(evaluation, spec, model, {"confusion_matrix": "![cm](plots/cm.png)"})
 
-    assert report.startswith("# Evaluation of penguins: LogisticRegression\n")
+    assert report.startswith("# Evaluation of penguins: LogisticRegression (candidate `logistic_regression`)\n")
     assert "Primary metric **f1_macro = 1.0000** (higher is better)." in report
     assert "| accuracy | 1.0000 |" in report
     assert "8 holdout rows" in report
@@ -220,9 +241,76 @@ def test_the_report_says_when_lower_is_better(spec_from) -> None:
     spec = spec_from(problem={**REGRESS, "metric": "mae"})
     x = np.arange(12.0)
     training = pd.DataFrame({"price": 2 * x, "x": x})
-    model = train(fit_feature_pipeline(training, spec), training, spec)
+    model = fitted(training, spec)
 
     report = render_report(evaluate(model, training.iloc[:4], spec), spec, model, {})
 
     assert "Primary metric **mae = " in report
     assert "(lower is better)" in report
+
+
+class TestSlicesAndCandidates:
+    def test_metrics_per_slice_find_the_weak_segment(self, spec_from) -> None:
+        """The model is perfect on Dream and always wrong on Biscoe: the slices must show exactly that."""
+        spec = spec_from(problem=CLASSIFY, evaluation={"slice_columns": ["island"]})
+        training = separable()
+        model = fitted(training, spec)
+        holdout = pd.DataFrame(
+            {
+                "label": ["low", "high", "high", "low"],
+                "x": [1.0, 105.0, 2.0, 103.0],  # the Biscoe rows carry the opposite class's x
+                "island": ["Dream", "Dream", "Biscoe", "Biscoe"],
+            }
+        )
+
+        slices = evaluate(model, holdout, spec).slices.set_index("value")
+
+        assert slices.loc["Dream", "accuracy"] == 1.0
+        assert slices.loc["Biscoe", "accuracy"] == 0.0
+        assert slices["rows"].tolist() == [2, 2]
+        assert set(slices["column"]) == {"island"}
+
+    def test_numeric_slices_are_quartiles_and_missing_is_its_own(self, spec_from) -> None:
+        spec = spec_from(problem=REGRESS, evaluation={"slice_columns": ["x"], "max_slices": 3})
+        x = np.arange(40.0)
+        training = pd.DataFrame({"price": 2 * x, "x": x})
+        model = fitted(training, spec)
+
+        slices = evaluate(model, training.assign(x=lambda f: f["x"].where(f.index > 0)), spec).slices
+
+        assert len(slices) == 5  # four quartiles and "(missing)"
+        assert "(missing)" in slices["value"].tolist()
+        assert slices["rows"].sum() == 40
+
+    def test_an_unknown_slice_column_is_named(self, spec_from) -> None:
+        spec = spec_from(problem=CLASSIFY, evaluation={"slice_columns": ["colour"]})
+        model = fitted(separable(), spec)
+
+        with pytest.raises(EvaluationError, match=r"evaluation.slice_columns: column 'colour' is not in the data"):
+            evaluate(model, separable(3), spec)
+
+    def test_every_candidate_is_compared_and_the_report_shows_it(self, spec_from) -> None:
+        from mlplatform.lib import candidates
+        from mlplatform.lib.spec import Candidate
+        from mlplatform.lib.training import select, ship
+
+        spec = spec_from(problem=CLASSIFY, evaluation={"slice_columns": ["island"]})
+        training = separable(rows_per_class=15)
+        features = fit_feature_pipeline(training, spec)
+        inputs, target = candidates.transformed(features, training), training["label"]
+        tuned = {
+            name: candidates.tune(name, Candidate(estimator=estimator, trials=1), inputs, target, spec)
+            for name, estimator in (("linear", "logistic_regression"), ("forest", "random_forest"))
+        }
+        model = ship(select(tuned.values()), features, len(training))
+
+        evaluation = evaluate(model, separable(4), spec, tuned, features)
+        report = render_report(evaluation, spec, model, {})
+
+        table = evaluation.candidates.set_index("candidate")
+        assert table.index.tolist() == ["linear", "forest"]
+        assert table["selected"].sum() == 1 and table.loc[model.candidate, "selected"]
+        assert table.loc["forest", "estimator"] == "RandomForestClassifier"
+        assert table["cv_f1_macro"].between(0, 1).all() and table["holdout_f1_macro"].between(0, 1).all()
+        assert "## Candidates" in report and "| forest " in report
+        assert "## Metrics per slice" in report and "| island " in report

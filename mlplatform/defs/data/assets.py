@@ -4,8 +4,9 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
-from mlplatform.defs.data.batches import batch_of, ledger
+from mlplatform.defs.data.batches import batch_of, latest_data_version, ledger
 from mlplatform.lib import batches, cleaning, ingest
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
@@ -63,17 +64,18 @@ def raw_batch(
     )
 
 
-@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="1")
+@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="2")
 def accepted_data(
     context: dg.AssetExecutionContext, raw_batch: pd.DataFrame, artifacts: ArtifactStore
 ) -> dg.Output[pd.DataFrame]:
     """Every batch that passed its checks: the latest snapshot, or a folder's batches in arrival order."""
-    batch = batch_of(context.instance, raw_batch)
     batch_ledger = ledger(artifacts)
+    batch = batch_of(context.instance, raw_batch)
     added = batch_ledger.accept(batch, context.run.run_id)
     frame = batch_ledger.accepted_frame()
     manifest = batch_ledger.manifest()
     version = ingest.data_version(frame)
+    batch_ledger.record_version(version)
     verb = "joined" if batch.appends else "replaced"
     context.log.info(
         f"Batch {batch.batch_id} {verb if added else 'was already'} the training data: "
@@ -94,24 +96,56 @@ def accepted_data(
     )
 
 
-@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="1")
+class CleanedDataConfig(dg.Config):
+    data_version: str = Field(
+        default="",
+        description="Clean the training data as it was at this recorded data version (to reproduce a model) "
+        "instead of the current accepted data.",
+    )
+
+
+@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="2")
 def cleaned_data(
-    context: dg.AssetExecutionContext, accepted_data: pd.DataFrame, project: ProjectSpecResource
+    context: dg.AssetExecutionContext,
+    config: CleanedDataConfig,
+    accepted_data: pd.DataFrame,
+    project: ProjectSpecResource,
+    artifacts: ArtifactStore,
 ) -> dg.Output[pd.DataFrame]:
     """The accepted data with types coerced, duplicates and target-less rows dropped, missing values explicit."""
+    if config.data_version:
+        accepted_data, version = as_recorded(context, ledger(artifacts), config.data_version), config.data_version
+    else:
+        version = latest_data_version(context.instance)
     frame, report = cleaning.clean(accepted_data, project.load())
     context.log.info(
-        f"Cleaned {report['rows_in']} -> {report['rows_out']} rows: {report['duplicate_rows_dropped']} duplicates, "
-        f"{report['rows_without_target_dropped']} without target dropped"
+        f"Cleaned {report['rows_in']} -> {report['rows_out']} rows of data version {version}: "
+        f"{report['duplicate_rows_dropped']} duplicates, {report['rows_without_target_dropped']} without target dropped"
     )
     return dg.Output(
         frame,
         metadata={
             "dagster/row_count": len(frame),
             "dagster/column_schema": column_schema(frame),
+            "data_version": version,  # of the accepted data it was cleaned from: the lineage of every model
             "rows_in": report["rows_in"],
             "duplicate_rows_dropped": report["duplicate_rows_dropped"],
             "rows_without_target_dropped": report["rows_without_target_dropped"],
             "cleaning": dg.MetadataValue.json(json.loads(json.dumps(report))),
         },
     )
+
+
+def as_recorded(
+    context: dg.AssetExecutionContext, batch_ledger: batches.BatchLedger, data_version: str
+) -> pd.DataFrame:
+    """The training data at a recorded version, rebuilt from the accepted batches and checked by its hash."""
+    frame = batch_ledger.frame_at(data_version)
+    rebuilt = ingest.data_version(frame)
+    if rebuilt != data_version:
+        raise batches.RejectedBatch(
+            f"data version {data_version}: the accepted batches it lists now hash to {rebuilt}; "
+            f"the ledger at {batch_ledger.root} was changed by hand"
+        )
+    context.log.info(f"Rebuilt the training data at data version {data_version}: {len(frame)} rows")
+    return frame

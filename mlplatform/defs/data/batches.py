@@ -64,3 +64,13 @@ def local_folder(artifacts: ArtifactStore, *parts: str) -> Iterator[tuple[Path, 
                 write_atomically(target.joinpath(*file.relative_to(staging).parts), file.read_bytes())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def latest_data_version(instance: dg.DagsterInstance, asset: str = "accepted_data") -> str:
+    """The data version recorded by the asset's latest materialization: accepted_data's is the current
+    training data; cleaned_data's is what the latest model was trained on (a reproduction may rebuild an
+    older one)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    if event is None or event.asset_materialization is None:
+        raise LookupError(f"{asset} has never been materialized: there is no training data to trace")
+    return str(event.asset_materialization.metadata["data_version"].value)

@@ -1,22 +1,27 @@
 import dagster as dg
 import pandas as pd
+from sklearn.compose import ColumnTransformer
 
 from mlplatform.lib import evaluation
+from mlplatform.lib.candidates import TunedCandidate
+from mlplatform.lib.plots import image_markdown
 from mlplatform.lib.training import TrainedModel
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
 
-@dg.asset(group_name="evaluation", kinds={"scikitlearn", "matplotlib"}, code_version="1")
+@dg.asset(group_name="evaluation", kinds={"scikitlearn", "matplotlib"}, code_version="2")
 def evaluation_report(
     context: dg.AssetExecutionContext,
     trained_model: TrainedModel,
+    candidate_models: dict[str, TunedCandidate],
+    feature_pipeline: ColumnTransformer,
     holdout_data: pd.DataFrame,
     project: ProjectSpecResource,
     artifacts: ArtifactStore,
 ) -> dg.Output[evaluation.Evaluation]:
-    """Holdout metrics, plots and feature importance for the trained model, as metadata and a Markdown report."""
+    """Holdout metrics, calibration, slices, every candidate compared, plots and feature importance."""
     spec = project.load()
-    result = evaluation.evaluate(trained_model, holdout_data, spec)
+    result = evaluation.evaluate(trained_model, holdout_data, spec, candidate_models, feature_pipeline)
     folder = ("reports", spec.name, context.run.run_id)
     for name, png in result.plots.items():
         artifacts.write_bytes(png, *folder, f"{name}.png")
@@ -24,16 +29,22 @@ def evaluation_report(
     report_path = artifacts.write_bytes(report.encode(), *folder, "report.md")
     context.log.info(f"Holdout {result.primary_metric} = {result.primary_value:.4f}; report at {report_path}")
     inline = evaluation.render_report(
-        result, spec, trained_model, {n: evaluation.image_markdown(n, png) for n, png in result.plots.items()}
+        result, spec, trained_model, {n: image_markdown(n, png) for n, png in result.plots.items()}
     )
+    tables = {"candidates": result.candidates, "slices": result.slices}
     return dg.Output(
         result,
         metadata={
             **{f"holdout_{name}": value for name, value in result.metrics.items()},
             "primary_metric": result.primary_metric,
             "holdout_rows": result.holdout_rows,
+            **{
+                name: dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4f"))
+                for name, table in tables.items()
+                if not table.empty
+            },
             "report": dg.MetadataValue.md(inline),
             "report_path": dg.MetadataValue.path(report_path),
-            **{name: dg.MetadataValue.md(evaluation.image_markdown(name, png)) for name, png in result.plots.items()},
+            **{name: dg.MetadataValue.md(image_markdown(name, png)) for name, png in result.plots.items()},
         },
     )

@@ -1,26 +1,100 @@
+"""Algorithm choice: one Dagster step per candidate (a fan-out, so candidates run in parallel under the
+multiprocess executor and as their own pods under Kubernetes), then the choice of the best as its own asset."""
+
 import dagster as dg
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from mlplatform.lib import training
+from mlplatform.lib import candidates, training
+from mlplatform.lib.candidates import TunedCandidate
+from mlplatform.lib.evaluation import natural
 from mlplatform.resources import ProjectSpecResource
 
 
-@dg.asset(group_name="training", kinds={"scikitlearn"}, code_version="1")
+@dg.op(out=dg.DynamicOut(str))
+def plan_candidates(context: dg.OpExecutionContext, feature_pipeline: ColumnTransformer, project: ProjectSpecResource):
+    """One branch per candidate the spec names (or the task's three defaults), once the features exist."""
+    chosen = candidates.candidates(project.load())
+    inputs = len(feature_pipeline.get_feature_names_out())
+    context.log.info(f"Tuning {len(chosen)} candidate(s) on {inputs} features: {', '.join(chosen)}")
+    for name in chosen:
+        yield dg.DynamicOutput(name, mapping_key=name)
+
+
+@dg.op
+def tune_candidate(
+    context: dg.OpExecutionContext,
+    name: str,
+    feature_pipeline: ColumnTransformer,
+    training_data: pd.DataFrame,
+    project: ProjectSpecResource,
+) -> TunedCandidate:
+    """Search one candidate's hyperparameters by cross-validation on the training split."""
+    spec = project.load()
+    candidate = candidates.candidates(spec)[name]
+    features = candidates.transformed(feature_pipeline, training_data)
+    tuned = candidates.tune(name, candidate, features, training_data[spec.problem.target], spec)
+    metric = spec.problem.primary_metric
+    called = name if name == candidate.estimator else f"{name} ({candidate.estimator})"
+    context.log.info(
+        f"{called}: cv {metric} {natural(metric, tuned.cv_score):.4f} ± {tuned.cv_std:.4f} "
+        f"after {tuned.trials} trial(s) in {tuned.seconds:.1f} s; best {tuned.best_params}"
+    )
+    return tuned
+
+
+@dg.op
+def collect_candidates(
+    tuned: list[TunedCandidate], project: ProjectSpecResource
+) -> dg.Output[dict[str, TunedCandidate]]:
+    metric = project.load().problem.primary_metric
+    by_name = {candidate.name: candidate for candidate in tuned}
+    table = pd.DataFrame(
+        [
+            {"candidate": c.name, f"cv_{metric}": natural(metric, c.cv_score), "cv_std": c.cv_std, "trials": c.trials}
+            for c in by_name.values()
+        ]
+    )
+    return dg.Output(
+        by_name,
+        metadata={
+            "candidates": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4f")),
+            "search_seconds": round(sum(c.seconds for c in by_name.values()), 2),
+        },
+    )
+
+
+@dg.graph_asset(group_name="training", kinds={"scikitlearn", "optuna"})
+def candidate_models(feature_pipeline: ColumnTransformer, training_data: pd.DataFrame) -> dict:
+    """Every candidate estimator, each tuned in its own step by a seeded search with cross-validation."""
+    names = plan_candidates(feature_pipeline)
+    tuned = names.map(lambda name: tune_candidate(name, feature_pipeline, training_data))
+    return collect_candidates(tuned.collect())
+
+
+@dg.asset(group_name="training", kinds={"scikitlearn"}, code_version="2")
 def trained_model(
     context: dg.AssetExecutionContext,
+    candidate_models: dict[str, TunedCandidate],
     feature_pipeline: ColumnTransformer,
     training_data: pd.DataFrame,
     project: ProjectSpecResource,
 ) -> dg.Output[training.TrainedModel]:
-    """The baseline estimator for the task, fitted on the training features; ships with its feature pipeline."""
-    model = training.train(feature_pipeline, training_data, project.load())
-    context.log.info(f"Trained {model.estimator_name} on {model.training_rows} rows in {model.fit_seconds:.2f} s")
+    """The candidate with the best cross-validated score, behind its feature pipeline: the model that ships."""
+    spec = project.load()
+    winner = training.select(candidate_models.values())
+    model = training.ship(winner, feature_pipeline, len(training_data))
+    metric = spec.problem.primary_metric
+    context.log.info(
+        f"Selected {winner.name} ({model.estimator_name}): cv {metric} {natural(metric, winner.cv_score):.4f}"
+    )
     metadata = {
+        "candidate": winner.name,
         "estimator": model.estimator_name,
+        f"cv_{metric}": natural(metric, winner.cv_score),
         "parameters": dg.MetadataValue.json(model.parameters),
         "training_rows": model.training_rows,
-        "fit_seconds": model.fit_seconds,
+        "search_seconds": model.fit_seconds,
     }
     if model.classes:
         metadata["classes"] = dg.MetadataValue.json(list(model.classes))

@@ -1,0 +1,1 @@
+"""The model registry: challenger, promotion gate, champion."""

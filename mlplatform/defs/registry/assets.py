@@ -1,0 +1,128 @@
+"""Every trained model goes into the registry as a challenger; the promotion gate (checks.py) decides whether
+it becomes the champion. A person can promote or roll back any version by hand (the promote_model job)."""
+
+import getpass
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from mlplatform.defs.data.batches import latest_data_version
+from mlplatform.lib import evaluation, features, promotion, registry
+from mlplatform.lib.registry import ModelVersion, Promotion, Registry
+from mlplatform.lib.spec import ProjectSpec
+from mlplatform.lib.training import TrainedModel
+from mlplatform.resources import ModelRegistry, ProjectSpecResource
+
+
+@dg.asset(group_name="registry", kinds={"bentoml"}, code_version="1")
+def challenger_model(
+    context: dg.AssetExecutionContext,
+    trained_model: TrainedModel,
+    evaluation_report: evaluation.Evaluation,
+    training_data: pd.DataFrame,
+    project: ProjectSpecResource,
+    registry: ModelRegistry,
+) -> dg.Output[ModelVersion]:
+    """This run's model in BentoML's model store, labelled with its lineage, waiting on the promotion gate."""
+    spec = project.load()
+    schema = features.input_schema(
+        trained_model.pipeline.named_steps["features"], training_data, spec, trained_model.classes
+    )
+    labels = registry_labels(context, spec, trained_model, evaluation_report)
+    version = registry.for_project(spec.name).save(
+        trained_model, schema=schema, labels=labels, metrics=evaluation_report.metrics
+    )
+    context.log.info(f"Stored {version.tag} ({trained_model.estimator_name}) in {registry.bentoml_home}")
+    return dg.Output(
+        version,
+        metadata={
+            "tag": version.tag,
+            "data_version": labels["data_version"],
+            "code_version": labels["code_version"],
+            "spec_hash": labels["spec_hash"],
+            "labels": dg.MetadataValue.json(labels),
+        },
+    )
+
+
+def registry_labels(
+    context: dg.AssetExecutionContext, spec: ProjectSpec, model: TrainedModel, report: evaluation.Evaluation
+) -> dict[str, str]:
+    return registry.lineage_labels(
+        spec=spec,
+        data_version=latest_data_version(context.instance, "cleaned_data"),
+        run_id=context.run.run_id,
+        metrics=report.metrics,
+        model=model,
+    )
+
+
+def gate(challenger: ModelVersion, holdout: pd.DataFrame, spec: ProjectSpec, models: Registry) -> promotion.Verdict:
+    """Score the stored challenger and the current champion on the same holdout, and judge."""
+    challenger_metrics = evaluation.score(models.load(challenger.tag).model, holdout, spec)
+    champion = models.champion()
+    if champion is None:
+        return promotion.judge(challenger_metrics, None, spec)
+    try:
+        champion_metrics = evaluation.score(models.load(champion.tag).model, holdout, spec)
+    except evaluation.EvaluationError as exc:
+        raise evaluation.EvaluationError(
+            f"champion {champion.tag} cannot be scored on this holdout ({exc}); if the data changed on purpose, "
+            f"promote {challenger.tag} by hand: mlplatform promote {challenger.tag} --reason '...'"
+        ) from exc
+    return promotion.judge(challenger_metrics, champion_metrics, spec, champion.tag)
+
+
+class ChampionChange(dg.Config):
+    """Leave empty to promote the challenger that passed the gate; set to promote or roll back by hand."""
+
+    tag: str = Field(default="", description="A stored version (project:version) to make champion by hand.")
+    rollback: bool = Field(default=False, description="Restore the champion before the current one (or `tag`).")
+    reason: str = Field(default="", description="Why: recorded with the change (required by hand).")
+    requested_by: str = Field(default="", description="Who asked for it (default: the user running the step).")
+
+
+@dg.asset(group_name="registry", kinds={"bentoml"}, code_version="1")
+def champion_model(
+    context: dg.AssetExecutionContext,
+    config: ChampionChange,
+    challenger_model: ModelVersion,
+    holdout_data: pd.DataFrame,
+    project: ProjectSpecResource,
+    registry: ModelRegistry,
+) -> dg.Output[Promotion]:
+    """The model that serves: the challenger once it passes the promotion gate, or a version chosen by hand."""
+    spec = project.load()
+    models = registry.for_project(spec.name)
+    by = config.requested_by or getpass.getuser()
+    if config.tag or config.rollback:
+        tag = config.tag or models.rollback_target()
+        kind = "rollback" if config.rollback else "manual"
+        change = models.promote(tag, kind=kind, by=by, reason=config.reason, run_id=context.run.run_id)
+    else:
+        verdict = gate(challenger_model, holdout_data, spec, models)
+        if not verdict.promote:  # the blocking check stops this step first; this guards a run without it
+            raise dg.Failure(f"{challenger_model.tag} did not pass the promotion gate: {verdict.summary}")
+        change = models.promote(
+            challenger_model.tag,
+            kind="gate",
+            by=f"promotion gate ({by})",
+            reason=verdict.summary,
+            run_id=context.run.run_id,
+            evidence={"challenger": verdict.challenger, "champion": verdict.champion},
+        )
+    serving = models.version(change.tag)
+    context.log.info(f"Champion is now {change.tag} (was {change.previous}): {change.kind} by {change.by}")
+    return dg.Output(
+        change,
+        metadata={
+            "tag": change.tag,
+            "previous": change.previous or "",
+            "kind": change.kind,
+            "by": change.by,
+            "reason": change.reason,
+            "data_version": serving.labels.get("data_version", ""),
+            **{f"holdout_{name}": value for name, value in serving.metrics.items()},
+        },
+    )
