@@ -8,6 +8,16 @@
 | MLPLATFORM_BUCKET | the bucket for artifacts when MLPLATFORM_ENV=cloud | (required there) |
 | MLPLATFORM_PREFIX | the key prefix within that bucket | mlplatform |
 | MLPLATFORM_EXECUTOR | ``in_process`` or ``multiprocess`` | in_process locally |
+
+The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
+in the bento's own folder, so relative paths would point there):
+
+| variable | meaning | default |
+|---|---|---|
+| MLPLATFORM_API_TOKEN | the bearer token predictions require (a Kubernetes Secret in production) | (required) |
+| MLPLATFORM_AUTH | ``token``, or ``off`` to serve predictions without a token (local experiments only) | token |
+| MLPLATFORM_PREDICTION_LOG | the prediction log's folder; make it absolute | $MLPLATFORM_HOME/predictions |
+| MLPLATFORM_MODEL_TAG | the model to serve when the service runs from source; a built bento pins its own | — |
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from mlplatform.lib.spec import default_spec_path
 
 Environment = Literal["local", "cloud"]
 Executor = Literal["in_process", "multiprocess"]
+Auth = Literal["token", "off"]
 
 
 class SettingsError(ValueError):
@@ -67,13 +78,46 @@ class Settings:
         return self.home / "bentoml"
 
     @property
-    def bentoml_home(self) -> Path:
-        """BentoML's home (its model store and bentos): the model registry lives here."""
-        return self.home / "bentoml"
-
-    @property
     def artifact_root(self) -> str:
         """Where asset values, reports and plots go: a local folder or an S3 URI."""
         if self.env == "cloud":
             return f"s3://{self.bucket}/{self.prefix}"
         return str(self.home / "artifacts")
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The prediction service's environment. Reading it never fails for a missing token, because ``bentoml
+    build`` imports the service where no token exists; the service refuses to start without one
+    (``require_token``)."""
+
+    api_token: str | None
+    auth: Auth
+    prediction_log: Path
+    model_tag: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServingSettings:
+        auth = environ.get("MLPLATFORM_AUTH", "token")
+        if auth not in ("token", "off"):
+            raise SettingsError(f"MLPLATFORM_AUTH={auth!r}: use 'token' (the default) or 'off'")
+        home = Path(environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser()
+        return cls(
+            api_token=environ.get("MLPLATFORM_API_TOKEN") or None,
+            auth=auth,
+            prediction_log=Path(environ.get("MLPLATFORM_PREDICTION_LOG") or home / "predictions")
+            .expanduser()
+            .resolve(),
+            model_tag=environ.get("MLPLATFORM_MODEL_TAG") or None,
+        )
+
+    def require_token(self) -> str | None:
+        """The token predictions need, or None when MLPLATFORM_AUTH=off says to serve without one."""
+        if self.auth == "off":
+            return None
+        if not self.api_token:
+            raise SettingsError(
+                "MLPLATFORM_API_TOKEN is not set: the service will not serve predictions without a token "
+                "(set MLPLATFORM_AUTH=off to run without authentication on purpose)"
+            )
+        return self.api_token

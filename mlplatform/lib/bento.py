@@ -1,0 +1,146 @@
+"""The prediction bento as a thing to build and to run: ``bentoml build`` pinned to a model version, and
+``bentoml serve`` as a managed local process (ready when /readyz answers, stopped with its workers). The
+Dagster bento asset and the local deployment call these; so do the serving tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from mlplatform.lib.serving import pinned_tag
+
+PREDICTOR_DIR = Path(__file__).resolve().parents[2] / "bentos" / "predictor"
+START_SECONDS = 120
+STOP_SECONDS = 30
+
+
+class BentoError(RuntimeError):
+    """A bento did not build, start or stop; the message names it and quotes the end of its log."""
+
+
+def bentoml_environment(bentoml_home: str | Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a ``bentoml`` child, pointed at one BentoML home, telemetry off."""
+    return {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true", **(extra or {})}
+
+
+def build(model_tag: str, *, bentoml_home: str | Path, service_dir: Path = PREDICTOR_DIR) -> str:
+    """Build the service in ``service_dir`` into a bento that serves exactly ``model_tag``; returns the
+    bento's tag. The model must be in the home's model store: the bento refers to it by that version."""
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "build",
+        str(service_dir),
+        "--arg",
+        f"model_tag={pinned_tag(model_tag)}",
+    ]
+    done = subprocess.run(
+        [*command, "--output", "tag"],
+        cwd=service_dir,
+        env=bentoml_environment(bentoml_home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    tags = [line.removeprefix("__tag__:") for line in done.stdout.splitlines() if line.startswith("__tag__:")]
+    if done.returncode != 0 or not tags:
+        raise BentoError(f"bentoml build of {service_dir} for {model_tag} failed:\n{_tail(done.stderr + done.stdout)}")
+    return tags[-1]
+
+
+@dataclass
+class LocalServer:
+    """A ``bentoml serve`` process group on this machine."""
+
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def wait_ready(self, timeout: float = START_SECONDS) -> LocalServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BentoError(f"bentoml serve exited with code {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise BentoError(f"bentoml serve at {self.url} was not ready within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = STOP_SECONDS) -> int:
+        """SIGTERM to the server, whose process manager stops the workers (they finish their requests and run
+        their shutdown hooks); SIGKILL to the server and to any of its workers still alive after ``timeout``.
+        The workers run in sessions of their own, so they are found as the server's children, not by group."""
+        try:
+            workers = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            workers = []
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        _, alive = psutil.wait_procs(workers, timeout=timeout)
+        for worker in alive:
+            worker.kill()
+        psutil.wait_procs(alive, timeout=5)
+        return self.process.returncode
+
+    def log_tail(self) -> str:
+        return _tail(self.log_path.read_text(errors="replace")) if self.log_path.exists() else "(no log)"
+
+    def __enter__(self) -> LocalServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def serve(
+    target: str,
+    *,
+    port: int,
+    bentoml_home: str | Path,
+    log_path: Path,
+    environment: Mapping[str, str] | None = None,
+    working_dir: Path | None = None,
+    arguments: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+) -> LocalServer:
+    """Start ``bentoml serve TARGET`` (a bento tag, or ``service:Predictor`` in ``working_dir``) in a session
+    of its own, so that a terminal's signals do not reach it; call ``wait_ready`` before sending requests."""
+    command = [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port)]
+    for key, value in (arguments or {}).items():
+        command += ["--arg", f"{key}={value}"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=working_dir,
+            env=bentoml_environment(bentoml_home, environment),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return LocalServer(process, f"http://{host}:{port}", log_path)
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])

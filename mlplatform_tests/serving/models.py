@@ -1,0 +1,60 @@
+"""A small real model for the serving tests and benchmark: the bundled penguins, cleaned and split as the
+pipeline does, the linear candidate tuned for one trial and shipped behind its feature pipeline
+(``mlplatform_tests.models.fitted``), saved through the registry. Built here rather than by a Dagster run,
+so that a serving test takes seconds: serving needs a registry version with a real pipeline and schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mlplatform.lib import features, registry
+from mlplatform.lib.cleaning import clean
+from mlplatform.lib.spec import default_spec_path, load_spec
+from mlplatform.lib.training import TrainedModel
+from mlplatform_tests.models import fitted
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    tag: str
+    model: TrainedModel
+    schema: dict
+    holdout: pd.DataFrame  # raw input columns (and the target), as the pipeline takes them
+
+    @property
+    def inputs(self) -> pd.DataFrame:
+        return self.holdout[[column["name"] for column in self.schema["columns"]]]
+
+
+def save_penguins_model(bentoml_home: Path) -> SavedModel:
+    """Train on the bundled penguins and store the model as a new registry version under ``bentoml_home``."""
+    spec = load_spec(default_spec_path())
+    cleaned, _ = clean(pd.read_csv(default_spec_path().parent / "penguins.csv"), spec)
+    training, holdout, _ = features.split(cleaned, spec)
+    model = fitted(training, spec)
+    schema = features.input_schema(model.pipeline[0], training, spec, model.classes)
+    metrics = {"f1_macro": 1.0}
+    labels = registry.lineage_labels(spec=spec, data_version="test", run_id="test", metrics=metrics, model=model)
+    store = registry.Registry(bentoml_home, str(bentoml_home.parent / "artifacts"), spec.name)
+    version = store.save(model, schema=schema, labels=labels, metrics=metrics)
+    return SavedModel(version.tag, model, schema, holdout)
+
+
+def request_rows(frame: pd.DataFrame, schema: dict) -> list[dict]:
+    """Rows of a frame as a client sends them: the schema's columns, JSON types, missing values as None."""
+    rows = []
+    for record in frame[[column["name"] for column in schema["columns"]]].to_dict("records"):
+        row = {}
+        for column in schema["columns"]:
+            value = record[column["name"]]
+            if pd.isna(value):
+                row[column["name"]] = None
+            elif column["kind"] == "number":
+                row[column["name"]] = int(value) if column["type"] == "integer" else float(value)
+            else:
+                row[column["name"]] = bool(value) if column["type"] == "bool" else str(value)
+        rows.append(row)
+    return rows

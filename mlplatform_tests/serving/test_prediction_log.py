@@ -1,0 +1,128 @@
+"""mlplatform.lib.prediction_log: batched Parquet files off the request path, readable as one frame."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlplatform.lib.prediction_log import PredictionLog, PredictionLogError, read_prediction_log
+from mlplatform.lib.serving import RowPrediction
+
+SCHEMA = {
+    "project": "penguins",
+    "task": "classification",
+    "classes": ["Adelie", "Gentoo"],
+    "columns": [
+        {"name": "bill_length_mm", "kind": "number", "type": "float"},
+        {"name": "year", "kind": "number", "type": "integer"},
+        {"name": "island", "kind": "category", "type": "string", "categories": ["Biscoe", "Dream"]},
+        {"name": "tagged", "kind": "category", "type": "bool", "categories": ["False", "True"]},
+    ],
+}
+ROWS = [
+    {"bill_length_mm": 39.1, "year": 2007, "island": "Dream", "tagged": True},
+    {"bill_length_mm": None, "year": None, "island": None, "tagged": None},
+]
+ANSWERS = [
+    RowPrediction(prediction="Adelie", probabilities={"Adelie": 0.9, "Gentoo": 0.1}),
+    RowPrediction(prediction="Gentoo", probabilities={"Adelie": 0.2, "Gentoo": 0.8}),
+]
+
+
+def files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("penguins/date=*/*.parquet"))
+
+
+def test_close_writes_every_row_with_its_answer_and_types(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, schema=SCHEMA, model_tag="penguins:v1", flush_seconds=60)
+    assert log.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=12.5)
+    assert log.append(ROWS[:1], ANSWERS[:1], endpoint="predict", latency_ms=3.0)
+    assert files(tmp_path) == []  # nothing written on the request path
+
+    log.close()
+
+    (written,) = files(tmp_path)
+    assert written.parent.name.startswith("date=20")
+    frame = read_prediction_log(tmp_path, "penguins")
+    assert frame[["bill_length_mm", "year", "island", "tagged"]].astype(object).where(frame.notna(), None).to_dict(
+        "records"
+    ) == [*ROWS, ROWS[0]]
+    assert frame["prediction"].tolist() == ["Adelie", "Gentoo", "Adelie"]
+    assert frame["probability_Gentoo"].tolist() == [0.1, 0.8, 0.1]
+    assert frame["model_tag"].unique().tolist() == ["penguins:v1"]
+    assert frame["endpoint"].tolist() == ["predict_batch", "predict_batch", "predict"]
+    assert frame["latency_ms"].tolist() == [12.5, 12.5, 3.0]
+    assert frame["request_id"].nunique() == 2  # the batch's rows share one
+    assert str(frame["logged_at"].dtype) == "datetime64[us, UTC]"
+    assert {str(frame[c].dtype) for c in ("bill_length_mm", "year", "island", "tagged")} == {
+        "Float64",
+        "Int64",
+        "string",
+        "boolean",
+    }
+
+
+def test_rows_are_flushed_every_interval_without_closing(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, schema=SCHEMA, model_tag="penguins:v1", flush_seconds=0.2)
+    log.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=1.0)
+
+    deadline = time.monotonic() + 10
+    while not files(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert len(read_prediction_log(tmp_path, "penguins")) == 2
+    log.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=1.0)
+    log.close()
+    assert len(files(tmp_path)) == 2
+    assert not list(tmp_path.rglob(".*partial"))
+
+
+def test_enough_waiting_rows_are_flushed_before_the_interval(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, schema=SCHEMA, model_tag="penguins:v1", flush_seconds=60, flush_rows=4)
+    for _ in range(2):
+        log.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=1.0)
+    deadline = time.monotonic() + 10
+    while not files(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.append(ROWS[:1], ANSWERS[:1], endpoint="predict", latency_ms=1.0)
+    log.close()
+
+    assert [len(pd.read_parquet(path)) for path in files(tmp_path)] == [4, 1]
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    dropped: list[int] = []
+    log = PredictionLog(
+        tmp_path, schema=SCHEMA, model_tag="penguins:v1", flush_seconds=60, max_queued_rows=3, on_drop=dropped.append
+    )
+
+    assert log.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=1.0)
+    assert not log.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=1.0)
+    log.close()
+
+    assert log.dropped_rows == 2 and dropped == [2]
+    assert len(read_prediction_log(tmp_path, "penguins")) == 2
+
+
+def test_a_write_that_fails_is_counted_and_the_log_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "penguins").write_text("a file where the folder should be")
+    dropped: list[int] = []
+    log = PredictionLog(tmp_path, schema=SCHEMA, model_tag="penguins:v1", flush_seconds=60, on_drop=dropped.append)
+    log.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=1.0)
+    log.close()
+
+    assert log.dropped_rows == 2 and dropped == [2] and log.files_written == 0
+
+
+def test_an_input_column_named_like_a_log_column_is_refused(tmp_path: Path) -> None:
+    schema = {**SCHEMA, "columns": [{"name": "prediction", "kind": "number", "type": "float"}]}
+
+    with pytest.raises(PredictionLogError, match=r"\['prediction'\] clash"):
+        PredictionLog(tmp_path, schema=schema, model_tag="penguins:v1")
+
+
+def test_reading_a_project_that_logged_nothing_gives_an_empty_frame(tmp_path: Path) -> None:
+    assert read_prediction_log(tmp_path, "penguins").empty

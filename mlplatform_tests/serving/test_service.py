@@ -1,0 +1,100 @@
+"""The service class of bentos/predictor, instantiated in this process and called directly."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from pydantic import ValidationError
+
+from mlplatform.lib.prediction_log import read_prediction_log
+from mlplatform.settings import SettingsError
+from mlplatform_tests.serving.models import SavedModel, request_rows
+
+
+@pytest.fixture
+def service(service_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A fresh instance logging under tmp_path, closed (its log flushed) at the end."""
+    monkeypatch.setattr(
+        service_module, "SETTINGS", dataclasses.replace(service_module.SETTINGS, prediction_log=tmp_path / "log")
+    )
+    instance = service_module.Predictor()
+    yield instance
+    instance.close()
+
+
+def rows_of(service_module: ModuleType, penguins_model: SavedModel) -> list:
+    return [service_module.Row(**row) for row in request_rows(penguins_model.holdout, penguins_model.schema)]
+
+
+def test_it_serves_the_pinned_version(service_module: ModuleType, penguins_model: SavedModel, service) -> None:
+    assert penguins_model.tag == service_module.MODEL_TAG
+    assert str(service_module.Predictor.models[0].tag) == penguins_model.tag  # what `bentoml build` packs
+    assert service.predictor.tag == penguins_model.tag
+
+
+def test_one_row(service_module: ModuleType, penguins_model: SavedModel, service) -> None:
+    rows = rows_of(service_module, penguins_model)
+
+    answer = asyncio.run(service.predict(rows[0]))
+
+    assert answer.model_tag == penguins_model.tag
+    assert answer.prediction == penguins_model.model.pipeline.predict(penguins_model.inputs.head(1))[0]
+    assert set(answer.probabilities) == set(penguins_model.model.classes)
+
+
+def test_a_batch_answers_in_order(service_module: ModuleType, penguins_model: SavedModel, service) -> None:
+    answer = asyncio.run(service.predict_batch(rows_of(service_module, penguins_model)))
+
+    assert answer.model_tag == penguins_model.tag
+    expected = penguins_model.model.pipeline.predict(penguins_model.inputs).tolist()
+    assert [p["prediction"] for p in answer.predictions] == expected
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
+    service_module: ModuleType, penguins_model: SavedModel, service
+) -> None:
+    rows = rows_of(service_module, penguins_model)
+    calls: list[int] = []
+    service.batcher._on_batch = calls.append
+
+    async def burst():
+        return await asyncio.gather(*(service.predict(row) for row in rows))
+
+    answers = asyncio.run(burst())
+
+    assert [a.prediction for a in answers] == penguins_model.model.pipeline.predict(penguins_model.inputs).tolist()
+    assert sum(calls) == len(rows) and len(calls) < len(rows)
+
+
+def test_the_log_holds_every_answered_row_after_close(
+    service_module: ModuleType, penguins_model: SavedModel, service, tmp_path: Path
+) -> None:
+    rows = rows_of(service_module, penguins_model)
+    asyncio.run(service.predict_batch(rows[:5]))
+    asyncio.run(service.predict(rows[5]))
+
+    service.close()
+
+    logged = read_prediction_log(tmp_path / "log", "penguins")
+    assert logged["endpoint"].tolist() == ["predict_batch"] * 5 + ["predict"]
+    assert logged["island"].tolist() == [row.model_dump(by_alias=True)["island"] for row in rows[:6]]
+    assert logged["model_tag"].unique().tolist() == [penguins_model.tag]
+
+
+def test_the_request_model_is_the_schema_s(service_module: ModuleType, penguins_model: SavedModel) -> None:
+    row = request_rows(penguins_model.holdout, penguins_model.schema)[0]
+
+    with pytest.raises(ValidationError, match="island"):
+        service_module.Row(**{**row, "island": "Atlantis"})
+
+
+def test_without_a_token_it_refuses_to_start(service_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "SETTINGS", dataclasses.replace(service_module.SETTINGS, api_token=None))
+
+    with pytest.raises(SettingsError, match="MLPLATFORM_API_TOKEN is not set"):
+        service_module.Predictor()
