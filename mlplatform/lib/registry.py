@@ -76,6 +76,19 @@ class LoadedModel:
     labels: dict[str, str]
 
 
+def check_pinned(tag: str, error: type[Exception] = RegistryError) -> str:
+    """A tag that names a version: nothing in the platform ever follows ``:latest``."""
+    if ":" not in tag or tag.endswith(":latest"):
+        raise error(f"model tag {tag!r}: name a version (<project>:<version>), never 'latest'")
+    return tag
+
+
+def read_version(model_dir: str | Path) -> tuple[TrainedModel, dict]:
+    """The model and input schema stored in a version's folder (in a model store, or inside a bento)."""
+    folder = Path(model_dir)
+    return joblib.load(folder / MODEL_FILE), json.loads((folder / SCHEMA_FILE).read_text())
+
+
 def spec_hash(spec: ProjectSpec) -> str:
     """A hash of the spec's meaning (its parsed values, not its comments or layout)."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -179,18 +192,13 @@ class Registry:
 
     def load(self, tag: str) -> LoadedModel:
         stored = self._get(tag)
-        return LoadedModel(
-            tag=str(stored.tag),
-            model=joblib.load(stored.path_of(MODEL_FILE)),
-            schema=json.loads(Path(stored.path_of(SCHEMA_FILE)).read_text()),
-            labels=dict(stored.info.labels),
-        )
+        model, schema = read_version(stored.path)
+        return LoadedModel(tag=str(stored.tag), model=model, schema=schema, labels=dict(stored.info.labels))
 
     def _get(self, tag: str):
         from bentoml.exceptions import NotFound
 
-        if ":" not in tag or tag.endswith(":latest"):
-            raise RegistryError(f"model tag {tag!r}: name a version ({self.project}:<version>), never 'latest'")
+        check_pinned(tag)
         try:
             return self._store().get(tag)
         except NotFound as exc:

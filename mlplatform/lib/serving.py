@@ -14,13 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import joblib
 import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from mlplatform.lib.registry import MODEL_FILE, SCHEMA_FILE
+from mlplatform.lib.registry import SCHEMA_FILE, check_pinned, read_version
 from mlplatform.lib.training import TrainedModel
 
 # Up to this many categories a column is an enum (listed in the OpenAPI docs and in the error message);
@@ -164,16 +163,16 @@ def pinned_tag(tag: str | None) -> str:
             "no model to serve: build the bento with --arg model_tag=<project>:<version> "
             "(or set MLPLATFORM_MODEL_TAG when serving the service from source)"
         )
-    if ":" not in tag or tag.endswith(":latest"):
-        raise ServingError(f"model tag {tag!r}: name a version (<project>:<version>), never 'latest'")
-    return tag
+    return check_pinned(tag, ServingError)
 
 
 def read_schema(model_dir: str | Path) -> dict:
+    """The input schema alone (the request model is built from it before the model is loaded)."""
     return json.loads((Path(model_dir) / SCHEMA_FILE).read_text())
 
 
 def load_model(model_dir: str | Path, tag: str) -> Predictor:
     """The predictor for a registry model version, from its folder in a BentoML model store (the local store
     when serving from source, the bento's own inside a container)."""
-    return Predictor(joblib.load(Path(model_dir) / MODEL_FILE), read_schema(model_dir), tag)
+    model, schema = read_version(model_dir)
+    return Predictor(model, schema, tag)
