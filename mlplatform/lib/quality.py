@@ -6,7 +6,8 @@
 3. expectations the user lists in the spec, by their GX name.
 
 Each rule carries a severity: ``error`` blocks what is downstream, ``warn`` only annotates. GX itself is
-imported only inside ``validate``, so code that does not validate never pays for its import.
+imported only by ``validate`` (or ahead of it by ``prepare_in_background``), so code that does not validate
+never pays for its import.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +239,15 @@ def feature_rules(columns: list[str], target: str | None = None, task: str | Non
     return rules
 
 
+def finite_rules(columns: list[str]) -> list[Rule]:
+    """Every present value is a finite number: what a model's numeric inputs must be before imputation."""
+    bounds = {"min_value": -sys.float_info.max, "max_value": sys.float_info.max}
+    return [
+        Rule("expect_column_values_to_be_between", {"column": column, **bounds}, "error", "feature pipeline inputs")
+        for column in columns
+    ]
+
+
 def check_expectations(spec: ProjectSpec) -> int:
     """Build the spec's own expectations in GX, so a misspelt name or argument fails now, not mid-run."""
     rules = user_rules(spec)
@@ -264,8 +276,9 @@ class Outcome:
     sample: tuple = ()
     observed: object = None
     error: str | None = None
+    rows: int = 0  # the rows the rule was evaluated on
 
-    def describe(self, rows: int) -> str:
+    def describe(self) -> str:
         where = f"column {self.rule.column!r}" if self.rule.column else "table"
         if self.rule.expectation == "expect_column_to_exist":
             found = "the column is missing"
@@ -273,7 +286,7 @@ class Outcome:
             found = f"could not be evaluated: {self.error}"
         elif self.unexpected_count is not None:
             percent = f"{self.unexpected_percent:.2f}%" if self.unexpected_percent is not None else "?"
-            found = f"{self.unexpected_count} of {rows} rows unexpected ({percent})"
+            found = f"{self.unexpected_count} of {self.rows} rows unexpected ({percent})"
             if self.sample:
                 found += f", e.g. {list(self.sample)}"
         else:
@@ -303,7 +316,7 @@ class QualityReport:
         return not self.errors
 
     def lines(self) -> list[str]:
-        return [o.describe(self.rows) for o in self.errors + self.warnings]
+        return [o.describe() for o in self.errors + self.warnings]
 
     def table(self) -> pd.DataFrame:
         failed = self.errors + self.warnings
@@ -337,7 +350,7 @@ class QualityReport:
                     "unexpected_percent": o.unexpected_percent,
                     "sample": [str(v) for v in o.sample],
                     "error": o.error,
-                    "message": o.describe(self.rows),
+                    "message": o.describe(),
                 }
                 for o in self.errors + self.warnings
             ],
@@ -350,16 +363,104 @@ def validate(frame: pd.DataFrame, rules: list[Rule], suite: str, docs_dir: Path 
     run again with details (counts, samples) and, given ``docs_dir``, rendered as GX Data Docs there."""
     started = time.perf_counter()
     view = _validation_view(frame)
-    context, definition = _gx_suite(rules, suite, docs_dir)
-    quick = definition.run(batch_parameters={"dataframe": view}, result_format="BOOLEAN_ONLY")
     docs_index = None
-    if quick.success:
-        outcomes = [Outcome(rule, True) for rule in rules]
+    if _quick_pass(view, rules, suite):
+        outcomes = [Outcome(rule, True, rows=len(frame)) for rule in rules]
     else:
+        context, definition = _gx_suite(rules, suite, docs_dir)
         results, docs_index = _detailed_run(context, definition, view, docs_dir)
         by_rule = {int(index): result for result in results for index in result.expectation_config.meta["rules"]}
-        outcomes = [_outcome(rule, by_rule[index]) for index, rule in enumerate(rules)]
+        outcomes = [_outcome(rule, by_rule[index], len(frame)) for index, rule in enumerate(rules)]
     return QualityReport(suite, len(frame), outcomes, time.perf_counter() - started, docs_index)
+
+
+def prepare_in_background() -> None:
+    """Import GX and build what ``validate`` needs on another thread, so that those seconds (GX's import is the
+    largest part of a small run's validation) overlap whatever the caller does next, such as reading the batch
+    that is about to be validated. ``validate`` waits for this work if it is still going."""
+    if _runtime:  # built, or being built
+        return
+    # Here, not on the new thread: setenv while another thread calls getenv is unsafe in C.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    _runtime["preparing"] = threading.Thread(target=_prepare, name="mlplatform-gx-import", daemon=True)
+    _runtime["preparing"].start()
+
+
+# What every quick pass shares: one ephemeral GX context with one pandas data source, built once per process.
+# Building them costs more than a small suite's whole run (each addition re-serializes the context's
+# configuration as YAML). The lock lets one thread at a time build or use them.
+_runtime: dict = {}
+_runtime_lock = threading.Lock()
+_NO_ROWS = pd.DataFrame()
+# One rule of each kind the suites are built from, run once on two rows to warm GX's per-kind set-up.
+_WARM_UP_RULES = [
+    Rule("expect_column_to_exist", {"column": "x"}, "error", "warm-up"),
+    Rule("expect_column_to_exist", {"column": "y"}, "error", "warm-up"),
+    Rule("expect_column_values_to_not_be_null", {"column": "x", "mostly": 0.5}, "error", "warm-up"),
+    Rule("expect_column_values_to_be_between", {"column": "x", "min_value": 0, "max_value": 3}, "error", "warm-up"),
+    Rule("expect_column_values_to_be_in_set", {"column": "y", "value_set": ["a", "b"]}, "error", "warm-up"),
+    Rule(
+        "expect_column_values_to_be_in_type_list", {"column": "x", "type_list": list(NUMERIC_TYPES)}, "error", "warm-up"
+    ),
+    Rule("expect_compound_columns_to_be_unique", {"column_list": ["x", "y"]}, "error", "warm-up"),
+    Rule("expect_column_unique_value_count_to_be_between", {"column": "y", "min_value": 2}, "error", "warm-up"),
+]
+
+
+def _prepare() -> None:
+    try:
+        with _runtime_lock:
+            batch_definition = _batch_definition()
+            warm_up = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]})
+            _run_quick(batch_definition, warm_up, _WARM_UP_RULES, "warm-up")
+    except Exception:  # validate() tries again on its own thread and raises there, where a check reports it
+        logging.getLogger(__name__).debug("preparing Great Expectations in the background failed", exc_info=True)
+
+
+def _quick_pass(view: pd.DataFrame, rules: list[Rule], suite: str) -> bool:
+    with _runtime_lock:
+        return _run_quick(_batch_definition(), view, rules, suite)
+
+
+def _run_quick(batch_definition, view: pd.DataFrame, rules: list[Rule], suite: str) -> bool:
+    """A BOOLEAN_ONLY run of a suite that is not stored anywhere: nothing is kept between validations."""
+    gx = _import_gx()
+    checked = gx.ExpectationSuite(name=suite, expectations=_expectations(rules))
+    try:
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": view})
+        return bool(batch.validate(checked, result_format="BOOLEAN_ONLY").success)
+    finally:
+        # The data source's execution engine holds on to the last frame it validated: validate an empty one, so
+        # a million-row batch is not kept alive until the next validation.
+        released = gx.ExpectationSuite(name="release", expectations=[])
+        batch_definition.get_batch(batch_parameters={"dataframe": _NO_ROWS}).validate(released)
+
+
+def _batch_definition():
+    """The shared whole-dataframe batch definition (the caller holds ``_runtime_lock``)."""
+    if "batch_definition" not in _runtime:
+        gx = _import_gx()
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        asset = context.data_sources.add_pandas("mlplatform").add_dataframe_asset("frame")
+        _runtime["batch_definition"] = asset.add_batch_definition_whole_dataframe("batch")
+    return _runtime["batch_definition"]
+
+
+def _import_gx():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a pipeline step
+    import great_expectations as gx
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    # GX stamps every in-memory batch under HASH_THRESHOLD bytes with an MD5 of all its values (the result's
+    # batch_markers["pandas_data_fingerprint"]), which nothing reads; at a million rows that hash is most of
+    # a small suite's time. Frames above the threshold already skip it; this makes every frame skip it. It is a
+    # module constant, not API: should GX rename it, this line costs nothing and the hash comes back.
+    pandas_execution_engine.HASH_THRESHOLD = 0
+    return gx
 
 
 def _validation_view(frame: pd.DataFrame) -> pd.DataFrame:
@@ -374,31 +475,10 @@ def _validation_view(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**changed) if changed else frame
 
 
-def _gx_suite(rules: list[Rule], suite_name: str, docs_dir: Path | None):
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a pipeline step
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-    from great_expectations.execution_engine import pandas_execution_engine
+def _expectations(rules: list[Rule]) -> list:
+    """The rules as GX expectations, new objects on every call (an expectation belongs to one suite)."""
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    # GX stamps every in-memory batch under HASH_THRESHOLD bytes with an MD5 of all its values (the result's
-    # batch_markers["pandas_data_fingerprint"]), which nothing reads; at a million rows that hash is most of
-    # a small suite's time. Frames above the threshold already skip it; this makes every frame skip it. It is a
-    # module constant, not API: should GX rename it, this line costs nothing and the hash comes back.
-    pandas_execution_engine.HASH_THRESHOLD = 0
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    if docs_dir is not None:
-        context.add_data_docs_site(
-            site_name="mlplatform",
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-    batch = context.data_sources.add_pandas("mlplatform").add_dataframe_asset(suite_name)
     # GX's cost is mostly per expectation, not per row: plain "column exists" rules are checked together by one
     # table-level expectation, and _outcome reads each column's verdict from its list of missing columns.
     exists = {
@@ -425,6 +505,28 @@ def _gx_suite(rules: list[Rule], suite_name: str, docs_dir: Path | None):
             expectations.append(configuration.to_domain_obj())
         except Exception as exc:  # GX raises several types for an unknown name or bad arguments
             raise QualityError(f"{rule.origin}: {rule.expectation} with {rule.kwargs}: {exc}") from exc
+    return expectations
+
+
+def _gx_suite(rules: list[Rule], suite_name: str, docs_dir: Path | None):
+    """A context of its own with the suite stored in it, for the detailed pass (a checkpoint and Data Docs need
+    stored objects) and for checking a spec's expectations."""
+    gx = _import_gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    if docs_dir is not None:
+        context.add_data_docs_site(
+            site_name="mlplatform",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+    batch = context.data_sources.add_pandas("mlplatform").add_dataframe_asset(suite_name)
+    expectations = _expectations(rules)
     # Given to the constructor, not one by one: add_expectation compares each newcomer with every expectation
     # already added (a pydantic dict() of both), which is quadratic in the rules.
     suite = context.suites.add(gx.ExpectationSuite(name=suite_name, expectations=expectations))
@@ -452,7 +554,7 @@ def _detailed_run(context, definition, view: pd.DataFrame, docs_dir: Path | None
     return run.results, Path(docs_dir) / "index.html"
 
 
-def _outcome(rule: Rule, result) -> Outcome:
+def _outcome(rule: Rule, result, rows: int) -> Outcome:
     details = result.result or {}
     error = _exception_message(result.exception_info)
     percent = details.get("unexpected_percent")
@@ -470,6 +572,7 @@ def _outcome(rule: Rule, result) -> Outcome:
         ],
         observed=_plain(details.get("observed_value")),
         error=error,
+        rows=rows,
     )
 
 

@@ -5,7 +5,7 @@ from sklearn.compose import ColumnTransformer
 from mlplatform.defs.data.assets import raw_batch
 from mlplatform.defs.data.batches import batch_of, ledger, local_folder
 from mlplatform.defs.features.assets import feature_pipeline
-from mlplatform.lib import quality
+from mlplatform.lib import feature_quality, quality
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
 
@@ -17,6 +17,7 @@ def report_metadata(report: quality.QualityReport, docs: str | None) -> dict:
         "warnings": len(report.warnings),
         "rows": report.rows,
         "validation_seconds": round(report.seconds, 3),
+        **report.extra,
     }
     if report.errors or report.warnings:
         metadata["failures"] = dg.MetadataValue.md(report.table().to_markdown(index=False))
@@ -85,27 +86,12 @@ def features_are_valid(
     project: ProjectSpecResource,
     artifacts: ArtifactStore,
 ) -> dg.AssetCheckResult:
-    """The transformed training and holdout features are complete and finite, and a classification target
-    has at least two classes: what a model needs to be fitted and scored honestly."""
-    spec = project.load()
-    target = spec.problem.target
-    names = [str(n) for n in feature_pipeline.get_feature_names_out()]
-    inputs = list(feature_pipeline.feature_names_in_)
-    training = pd.DataFrame(feature_pipeline.transform(training_data[inputs]), columns=names)
-    training[target] = training_data[target].to_numpy()
-    holdout = pd.DataFrame(feature_pipeline.transform(holdout_data[inputs]), columns=names)
+    """The features a model will be fed are present and finite on both splits (checked on a sample, and the
+    numeric inputs on every row), and a classification target has at least two classes to learn."""
     with local_folder(artifacts, "quality", "docs", "features", context.run.run_id) as (folder, where):
-        report = quality.validate(
-            pd.concat([training, holdout], ignore_index=True),
-            quality.feature_rules(names),
-            "features",
-            docs_dir=folder,
+        report = feature_quality.validate_features(
+            feature_pipeline, training_data, holdout_data, project.load(), docs_dir=folder
         )
-        target_report = quality.validate(
-            training[[target]], quality.feature_rules([], target, spec.problem.task), "training_target"
-        )
-    report.outcomes += target_report.outcomes
-    report.seconds += target_report.seconds
     return check_result(
         report, report_metadata(report, f"{where}/index.html" if report.docs_index else None), "features"
     )

@@ -1,0 +1,74 @@
+"""The gate between the feature pipeline and training: are the features a model will be fed present and finite,
+and does a classification target have at least two classes to learn?
+
+Transforming every row again only to look at it costs more than the rest of the check (1.1 s of the 1.5 s at a
+million rows, nearly all in the categorical branch, whose one-hot output is 0 or 1 anyway). So the transformed
+features are checked on a seeded sample of each split, which catches what goes wrong for every row (a fitted
+statistic that is not a number, a column that comes out empty), and the full data is checked where one row can
+break a model: each numeric model input must be finite (missing values are imputed, but an infinity passes
+through scaling), and the training target must have no missing value and two classes. When the sample fails,
+every row is transformed and checked, so the report counts what is wrong in the whole data.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+
+from mlplatform.lib import quality
+from mlplatform.lib.features import feature_columns
+from mlplatform.lib.spec import ProjectSpec
+
+SAMPLE_ROWS = 20_000  # per split; transforming them takes about 30 ms
+
+
+def validate_features(
+    pipeline: ColumnTransformer,
+    training: pd.DataFrame,
+    holdout: pd.DataFrame,
+    spec: ProjectSpec,
+    docs_dir: Path | None = None,
+    sample_rows: int = SAMPLE_ROWS,
+) -> quality.QualityReport:
+    """One report for the three suites: transformed features (a sample, or every row if the sample fails),
+    numeric model inputs, training target. ``extra["features_checked_rows"]`` says how many rows the first saw."""
+    started = time.perf_counter()
+    target = spec.problem.target
+    rules = quality.feature_rules([str(name) for name in pipeline.get_feature_names_out()])
+    sampled = transform(pipeline, [sample(training, sample_rows), sample(holdout, sample_rows)])
+    transformed = quality.validate(sampled, rules, "features")
+    if not transformed.passed:
+        transformed = quality.validate(transform(pipeline, [training, holdout]), rules, "features", docs_dir)
+    numeric, _ = feature_columns(training[list(pipeline.feature_names_in_)], spec)
+    inputs = pd.concat([training[numeric], holdout[numeric]], ignore_index=True)
+    reports = [
+        transformed,
+        quality.validate(inputs, quality.finite_rules(numeric), "feature_inputs"),
+        quality.validate(training[[target]], quality.feature_rules([], target, spec.problem.task), "training_target"),
+    ]
+    return quality.QualityReport(
+        suite="features",
+        rows=len(training) + len(holdout),
+        outcomes=[outcome for report in reports for outcome in report.outcomes],
+        seconds=time.perf_counter() - started,
+        docs_index=transformed.docs_index,
+        extra={"features_checked_rows": transformed.rows},
+    )
+
+
+def sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> pd.DataFrame:
+    """``rows`` rows chosen at random with a fixed seed, in their original order; the whole frame if smaller."""
+    if len(frame) <= rows:
+        return frame
+    chosen = np.random.default_rng(0).choice(len(frame), size=rows, replace=False)
+    return frame.iloc[np.sort(chosen)]
+
+
+def transform(pipeline: ColumnTransformer, parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts' features, one below the other, named as the pipeline names them."""
+    inputs, names = list(pipeline.feature_names_in_), [str(name) for name in pipeline.get_feature_names_out()]
+    return pd.DataFrame(np.vstack([pipeline.transform(part[inputs]) for part in parts]), columns=names)
