@@ -191,7 +191,7 @@ def model_calls(base_url: str) -> tuple[float, float]:
 
 def payloads_for(schema: dict, holdout, count: int = 64) -> dict[int, list[bytes]]:
     """Request bodies made once, before timing: single rows and 100-row batches drawn from the held-out rows."""
-    from mlplatform_tests.serving.models import request_rows
+    from mlplatform.lib.serving import request_rows
 
     rows = request_rows(holdout, schema)
     singles = [json.dumps(rows[i % len(rows)]).encode() for i in range(count)]

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from mlplatform import cli_models
+from mlplatform import cli_models, cli_serving
 from mlplatform.lib.spec import SpecError, default_spec_path, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--home", type=Path, default=None, help="state folder (default: $MLPLATFORM_HOME)")
     handlers = {"run": _run, "check-spec": _check_spec, "dev": _dev, "synth": _synth}
     handlers |= cli_models.add_commands(commands, common)
+    handlers |= cli_serving.add_commands(commands, common)
 
     args = parser.parse_args(argv)
     try:
-        if args.command in ("models", "promote", "rollback", "reproduce"):
+        if args.command in ("models", "promote", "rollback", "reproduce", "serve"):
             _environment(args.home, args.spec)
         return handlers[args.command](args)
     except SpecError as exc:

@@ -29,6 +29,26 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     return {"models": _models, "promote": _promote, "rollback": _rollback, "reproduce": _reproduce}
 
 
+def execute(instance, job, run_config: dict, tags: dict[str, str] | None = None) -> bool:
+    """Run one of the Definitions' jobs (a module-level function, so reconstructable) in this process; on
+    failure, print why to stderr."""
+    import dagster as dg
+
+    from mlplatform import summary
+
+    result = dg.execute_job(
+        dg.reconstructable(job),
+        instance=instance,
+        run_config=run_config,
+        tags={"mlplatform/launched_by": "cli", **(tags or {})},
+    )
+    if not result.success:
+        print(f"error: run {result.run_id} failed", file=sys.stderr)
+        for line in summary.failures(result):
+            print(f"  {line}", file=sys.stderr)
+    return result.success
+
+
 def _registry(args):
     from mlplatform.lib.spec import load_spec
     from mlplatform.resources import ModelRegistry
@@ -87,20 +107,13 @@ def _change_champion(args: argparse.Namespace, change: dict) -> int:
         "champion_model": {"config": {**change, "reason": args.reason, "requested_by": args.by or getpass.getuser()}}
     }
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(
-            dg.reconstructable(definitions.promote_model_job),
-            instance=instance,
-            run_config=config,
-            tags={"mlplatform/launched_by": "cli"},
-        )
-        if not result.success:
-            print(f"error: run {result.run_id} failed", file=sys.stderr)
-            for line in summary.failures(result):
-                print(f"  {line}", file=sys.stderr)
+        if not execute(instance, definitions.promote_model_job, config):
             return 1
         done = summary.latest_metadata(instance, "champion_model")
+        served = summary.serving_lines(instance)
     print(f"champion is now {done['tag']} (was {done['previous'] or 'none'}): {done['kind']} by {done['by']}")
     print(f"  reason: {done['reason']}")
+    print(served, end="")
     return 0
 
 
@@ -117,16 +130,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     config["ops"] = {"cleaned_data": {"config": {"data_version": data_version}}}
     print(f"mlplatform: retraining {spec.name!r} at data version {data_version} to reproduce {original.tag}")
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(
-            dg.reconstructable(definitions.reproduce_model_job),
-            instance=instance,
-            run_config=config,
-            tags={"mlplatform/launched_by": "cli", "mlplatform/reproduces": original.tag},
-        )
-        if not result.success:
-            print(f"error: run {result.run_id} failed", file=sys.stderr)
-            for line in summary.failures(result):
-                print(f"  {line}", file=sys.stderr)
+        if not execute(instance, definitions.reproduce_model_job, config, {"mlplatform/reproduces": original.tag}):
             return 1
         tag = summary.latest_metadata(instance, "challenger_model")["tag"]
     again = registry.version(tag)

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform.defs.data import assets as data_assets
+from mlplatform.defs.deployment import assets as deployment_assets
 from mlplatform.defs.evaluation import assets as evaluation_assets
 from mlplatform.defs.features import assets as feature_assets
 from mlplatform.defs.progress import progress_logger
@@ -15,7 +16,14 @@ from mlplatform.defs.quality import checks as quality_checks
 from mlplatform.defs.registry import assets as registry_assets
 from mlplatform.defs.registry import checks as registry_checks
 from mlplatform.defs.training import assets as training_assets
-from mlplatform.resources import ArtifactIOManager, ArtifactStore, ModelRegistry, ProjectSpecResource
+from mlplatform.resources import (
+    ArtifactIOManager,
+    ArtifactStore,
+    ImageRegistry,
+    LocalServing,
+    ModelRegistry,
+    ProjectSpecResource,
+)
 from mlplatform.settings import Settings
 
 MATERIALIZE_ALL = "materialize_all"
@@ -23,21 +31,43 @@ INGEST_BATCH = "ingest_batch"
 TRAIN_AND_EVALUATE = "train_and_evaluate"
 PROMOTE_MODEL = "promote_model"
 REPRODUCE_MODEL = "reproduce_model"
+DEPLOY_CHAMPION = "deploy_champion"
 INGESTION = dg.AssetSelection.assets("raw_batch", "accepted_data", "data_profile")
 # From cleaning to a stored challenger: what retraining at a recorded data version re-runs (never promoting).
 REPRODUCTION = (
-    dg.AssetSelection.assets("cleaned_data").downstream() - dg.AssetSelection.assets("champion_model")
+    dg.AssetSelection.assets("cleaned_data").downstream() - dg.AssetSelection.assets("champion_model").downstream()
 ).without_checks() | dg.AssetSelection.checks_for_assets("feature_pipeline")
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
     """The single switch between environments: only the values differ, never the wiring."""
-    return {
+    resources: dict[str, object] = {
         "project": ProjectSpecResource(spec_path=str(settings.spec_path)),
         "artifacts": ArtifactStore(root=settings.artifact_root),
         "io_manager": ArtifactIOManager(root=settings.artifact_root),
         "registry": ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root),
     }
+    if settings.deploy == "local":
+        resources["local_serving"] = LocalServing(
+            folder=str(settings.deployment_home),
+            port=settings.serve_port,
+            bentoml_home=str(settings.bentoml_home),
+            prediction_log=str(settings.prediction_log),
+        )
+    if settings.image_registry:
+        resources["images"] = ImageRegistry(registry=settings.image_registry, bentoml_home=str(settings.bentoml_home))
+    return resources
+
+
+def deployment_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
+    """The bento whenever something consumes it; the image only with a registry to push it to (building one
+    needs a Docker engine); the local server unless MLPLATFORM_DEPLOY=none."""
+    chosen = []
+    if settings.image_registry:
+        chosen.append(deployment_assets.model_image)
+    if settings.deploy == "local":
+        chosen.append(deployment_assets.local_deployment)
+    return [deployment_assets.prediction_bento, *chosen] if chosen else []
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -52,14 +82,23 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             name="multiprocess_forkserver",
         )
     domains = [data_assets, quality_assets, feature_assets, training_assets, evaluation_assets, registry_assets]
+    deployment = deployment_assets_for(settings)
+    deploy_jobs = [
+        dg.define_asset_job(
+            DEPLOY_CHAMPION,
+            selection=dg.AssetSelection.assets(*deployment),
+            description="Build the current champion's bento again and deploy it (after a reboot, say).",
+        )
+    ]
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(domains),
+        assets=[*dg.load_assets_from_modules(domains), *deployment],
         asset_checks=dg.load_asset_checks_from_modules([quality_checks, registry_checks]),
         jobs=[
+            *(deploy_jobs if deployment else []),
             dg.define_asset_job(
                 MATERIALIZE_ALL,
                 selection=dg.AssetSelection.all(),
-                description="Every asset, from ingestion to the evaluation report.",
+                description="Every asset, from ingestion to the champion and what serves it.",
             ),
             dg.define_asset_job(
                 INGEST_BATCH,
@@ -70,13 +109,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 TRAIN_AND_EVALUATE,
                 selection=dg.AssetSelection.all() - INGESTION,
                 description="Everything downstream of the accepted data: cleaning, features, candidates, the "
-                "chosen model, its report, the registry and the promotion gate.",
+                "chosen model, its report, the registry, the promotion gate and the deployment.",
             ),
             dg.define_asset_job(
                 PROMOTE_MODEL,
-                selection=dg.AssetSelection.assets("champion_model"),
+                selection=dg.AssetSelection.assets("champion_model").downstream(),
                 description="Promote a stored model version, or roll back, by hand: set ops.champion_model.config "
-                "(tag, rollback, reason, requested_by).",
+                "(tag, rollback, reason, requested_by). What serves the champion is rebuilt and replaced.",
             ),
             dg.define_asset_job(
                 REPRODUCE_MODEL,
@@ -121,3 +160,7 @@ def promote_model_job() -> dg.JobDefinition:
 
 def reproduce_model_job() -> dg.JobDefinition:
     return defs.resolve_job_def(REPRODUCE_MODEL)
+
+
+def deploy_champion_job() -> dg.JobDefinition:
+    return defs.resolve_job_def(DEPLOY_CHAMPION)

@@ -8,6 +8,9 @@
 | MLPLATFORM_BUCKET | the bucket for artifacts when MLPLATFORM_ENV=cloud | (required there) |
 | MLPLATFORM_PREFIX | the key prefix within that bucket | mlplatform |
 | MLPLATFORM_EXECUTOR | ``in_process`` or ``multiprocess`` | in_process locally |
+| MLPLATFORM_DEPLOY | ``local`` (the champion served by ``bentoml serve``) or ``none`` | local; none in cloud |
+| MLPLATFORM_SERVE_PORT | the local deployment's port on 127.0.0.1 (the Dagster UI has 3000) | 3001 |
+| MLPLATFORM_REGISTRY | an image registry (host:port): adds the container image asset, which needs a Docker engine | — |
 
 The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
 in the bento's own folder, so relative paths would point there):
@@ -32,6 +35,7 @@ from mlplatform.lib.spec import default_spec_path
 
 Environment = Literal["local", "cloud"]
 Executor = Literal["in_process", "multiprocess"]
+Deploy = Literal["local", "none"]
 Auth = Literal["token", "off"]
 
 
@@ -47,6 +51,9 @@ class Settings:
     executor: Executor
     bucket: str | None = None
     prefix: str = "mlplatform"
+    deploy: Deploy = "none"
+    serve_port: int = 3001
+    image_registry: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -59,6 +66,12 @@ class Settings:
         bucket = environ.get("MLPLATFORM_BUCKET") or None
         if env == "cloud" and not bucket:
             raise SettingsError("MLPLATFORM_ENV=cloud needs MLPLATFORM_BUCKET, the bucket that holds artifacts")
+        deploy = environ.get("MLPLATFORM_DEPLOY") or ("local" if env == "local" else "none")
+        if deploy not in ("local", "none"):
+            raise SettingsError(f"MLPLATFORM_DEPLOY={deploy!r}: use 'local' or 'none'")
+        port = environ.get("MLPLATFORM_SERVE_PORT", "3001")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"MLPLATFORM_SERVE_PORT={port!r}: use a TCP port number (1-65535)")
         return cls(
             env=env,
             home=Path(environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser().resolve(),
@@ -66,6 +79,9 @@ class Settings:
             executor=executor,
             bucket=bucket,
             prefix=environ.get("MLPLATFORM_PREFIX", "mlplatform").strip("/"),
+            deploy=deploy,
+            serve_port=int(port),
+            image_registry=environ.get("MLPLATFORM_REGISTRY") or None,
         )
 
     @property
@@ -76,6 +92,15 @@ class Settings:
     def bentoml_home(self) -> Path:
         """BentoML's home (its model store and bentos): the model registry lives here."""
         return self.home / "bentoml"
+
+    @property
+    def deployment_home(self) -> Path:
+        """The local deployment's state, token and server logs."""
+        return self.home / "deployment"
+
+    @property
+    def prediction_log(self) -> Path:
+        return self.home / "predictions"
 
     @property
     def artifact_root(self) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from mlplatform.lib import deployment
 from mlplatform.settings import Settings
 
 GATE = "challenger_beats_champion"
@@ -55,10 +56,29 @@ def render(instance: dg.DagsterInstance, run_ids: list[str], rejected: list[str]
 {metric_lines}
   report        {report["report_path"]}
   registry      {registry_lines}
-  artifacts     {settings.artifact_root}
+{serving_lines(instance)}  artifacts     {settings.artifact_root}
   instance      {instance.root_directory}
 
 Open the UI on this instance:  {ui_command}     (then http://127.0.0.1:3000)"""
+
+
+def serving_lines(instance: dg.DagsterInstance) -> str:
+    """Where the champion is served and shipped, when the graph has those assets."""
+    lines = []
+    served = latest_metadata(instance, "local_deployment")
+    if served and not deployment.is_alive(deployment.RunningServer(**served["server"])):
+        lines.append(f"  serving       stopped (it served {served['model_tag']}): `mlplatform serve` starts it again")
+    elif served:
+        token = served["token"]
+        reader = f"$(cat {token})" if token != "MLPLATFORM_API_TOKEN" else "$MLPLATFORM_API_TOKEN"
+        lines.append(f"  serving       {served['url']} serves {served['model_tag']} (docs: {served['url']}/docs)")
+        lines.append(f'                curl -H "Authorization: Bearer {reader}" \\')
+        lines.append(f"                  -H 'Content-Type: application/json' {served['url']}/predict \\")
+        lines.append(f"                  -d '{served['example_row']}'")
+    image = latest_metadata(instance, "model_image")
+    if image:
+        lines.append(f"  image         {image['image']} ({image['digest']})")
+    return "".join(f"{line}\n" for line in lines)
 
 
 def _candidate_names(metadata: dict) -> list[str]:

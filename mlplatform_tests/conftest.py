@@ -67,7 +67,13 @@ def spec_from(write_spec) -> Callable[..., ProjectSpec]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(default_spec_path())})
+    return Settings.from_env(
+        {
+            "MLPLATFORM_HOME": str(tmp_path / "home"),
+            "MLPLATFORM_SPEC": str(default_spec_path()),
+            "MLPLATFORM_DEPLOY": "none",
+        }
+    )
 
 
 # Real servers (see mlplatform_tests/servers.py), imported here because this section was appended.

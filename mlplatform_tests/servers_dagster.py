@@ -148,7 +148,13 @@ def dagster_dev(
     scratch.mkdir(exist_ok=True)
     log_path = home.parent / f"{home.name}-dagster-dev.log"
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
-    env = {**inherited, "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1", **(environment or {})}
+    env = {
+        **inherited,
+        "TMPDIR": str(scratch),
+        "PYTHONUNBUFFERED": "1",
+        "MLPLATFORM_DEPLOY": "none",
+        **(environment or {}),
+    }
     command = [sys.executable, "-m", "mlplatform.cli", "dev", "--home", str(home), "--port", str(port)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

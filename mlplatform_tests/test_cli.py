@@ -5,13 +5,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from sklearn.datasets import load_wine
 
+from mlplatform_tests.servers import free_port
 
-def mlplatform(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+
+def mlplatform(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+    environ["MLPLATFORM_DEPLOY"] = "none"  # unless a test serves, on a port of its own (3001 may be taken)
+    environ |= settings
     return subprocess.run(
         [sys.executable, "-m", "mlplatform.cli", *args],
         cwd=cwd,
@@ -89,3 +94,34 @@ def test_synth_writes_the_example_schema(tmp_path: Path) -> None:
     frame = pd.read_parquet(tmp_path / "big.parquet")
     example = pd.read_csv(Path(__file__).parent.parent / "mlplatform" / "examples" / "penguins.csv")
     assert list(frame.columns) == list(example.columns) and len(frame) == 1000
+
+
+@pytest.mark.slow
+def test_run_serves_the_champion_and_serve_manages_the_server(tmp_path: Path) -> None:
+    """The quick start as a user lives it: `run` ends with a server answering; `serve --stop` stops it and
+    `serve` brings the champion back, with the same token."""
+    serving = {"MLPLATFORM_DEPLOY": "local", "MLPLATFORM_SERVE_PORT": str(free_port())}
+    url = f"http://127.0.0.1:{serving['MLPLATFORM_SERVE_PORT']}"
+    try:
+        done = mlplatform("run", "--home", "state", cwd=tmp_path, **serving)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"serving       {url} serves penguins:" in done.stdout
+        command = done.stdout[done.stdout.index("curl ") : done.stdout.index("  artifacts")]
+        answered = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert '"prediction":' in answered.stdout, answered.stdout + answered.stderr  # the printed curl works
+
+        stopped = mlplatform("serve", "--stop", "--home", "state", cwd=tmp_path, **serving)
+        assert stopped.returncode == 0 and f"{url} stopped penguins:" in stopped.stdout, stopped.stderr
+        status = mlplatform("serve", "--status", "--home", "state", cwd=tmp_path, **serving)
+        assert "nothing serves" in status.stdout
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/readyz")
+
+        again = mlplatform("serve", "--home", "state", cwd=tmp_path, **serving)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"serving       {url} serves penguins:" in again.stdout
+        token = (tmp_path / "state" / "deployment" / "token").read_text()
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        assert httpx.post(f"{url}/predict", json={}, headers={"Authorization": f"Bearer {token}"}).status_code == 400
+    finally:
+        mlplatform("serve", "--stop", "--home", "state", cwd=tmp_path, **serving)

@@ -5,17 +5,21 @@ Dagster bento asset and the local deployment call these; so do the serving tests
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import psutil
+import yaml
 
 from mlplatform.lib.serving import pinned_tag
 
@@ -33,26 +37,54 @@ def bentoml_environment(bentoml_home: str | Path, extra: Mapping[str, str] | Non
     return {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true", **(extra or {})}
 
 
+# What the service imports beyond BentoML's own dependencies, pinned in the bento to the versions installed
+# here: a model is a pickled scikit-learn pipeline, and it must be unpickled by the library that pickled it.
+SERVING_PACKAGES = (
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "scipy",
+    "joblib",
+    "pydantic",
+    "pyyaml",
+    "universal-pathlib",
+    "fsspec",
+    "psutil",
+    "prometheus-client",
+)
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def serving_requirements() -> list[str]:
+    return [f"{name}=={metadata.version(name)}" for name in SERVING_PACKAGES]
+
+
 def build(model_tag: str, *, bentoml_home: str | Path, service_dir: Path = PREDICTOR_DIR) -> str:
     """Build the service in ``service_dir`` into a bento that serves exactly ``model_tag``; returns the
-    bento's tag. The model must be in the home's model store: the bento refers to it by that version."""
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "build",
-        str(service_dir),
-        "--arg",
-        f"model_tag={pinned_tag(model_tag)}",
-    ]
-    done = subprocess.run(
-        [*command, "--output", "tag"],
-        cwd=service_dir,
-        env=bentoml_environment(bentoml_home),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    bento's tag. The model must be in the home's model store: the bento refers to it by that version.
+
+    The bento is self-contained: its source holds a copy of the ``mlplatform`` package (the feature code the
+    model was trained with), and its requirements pin the versions installed here, so ``bentoml serve`` of an
+    old bento runs the code it was built with and ``bentoml containerize`` needs nothing from this checkout."""
+    with tempfile.TemporaryDirectory(prefix="mlplatform-bento-") as folder:
+        context = Path(folder)
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(service_dir, context, dirs_exist_ok=True, ignore=skip)
+        shutil.copytree(PACKAGE_DIR, context / "mlplatform", ignore=skip)
+        bentofile = yaml.safe_load((service_dir / "bentofile.yaml").read_text())
+        bentofile["include"] = [*bentofile.get("include", []), "mlplatform/**/*.py", "mlplatform/**/*.yaml"]
+        bentofile.setdefault("python", {})["packages"] = serving_requirements()
+        (context / "bentofile.yaml").write_text(yaml.safe_dump(bentofile, sort_keys=False))
+        done = subprocess.run(
+            [sys.executable, "-m", "bentoml", "build", str(context), "--output", "tag"]
+            + ["--arg", f"model_tag={pinned_tag(model_tag)}"],
+            cwd=context,
+            env=bentoml_environment(bentoml_home),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     tags = [line.removeprefix("__tag__:") for line in done.stdout.splitlines() if line.startswith("__tag__:")]
     if done.returncode != 0 or not tags:
         raise BentoError(f"bentoml build of {service_dir} for {model_tag} failed:\n{_tail(done.stderr + done.stdout)}")

@@ -166,6 +166,23 @@ def pinned_tag(tag: str | None) -> str:
     return check_pinned(tag, ServingError)
 
 
+def request_rows(frame: pd.DataFrame, schema: dict) -> list[dict]:
+    """Rows of a frame as a client sends them: the schema's columns, JSON types, missing values as None."""
+    rows = []
+    for record in frame[[column["name"] for column in schema["columns"]]].to_dict("records"):
+        row = {}
+        for column in schema["columns"]:
+            value = record[column["name"]]
+            if pd.isna(value):
+                row[column["name"]] = None
+            elif column["kind"] == "number":
+                row[column["name"]] = int(value) if column["type"] == "integer" else float(value)
+            else:
+                row[column["name"]] = bool(value) if column["type"] == "bool" else str(value)
+        rows.append(row)
+    return rows
+
+
 def read_schema(model_dir: str | Path) -> dict:
     """The input schema alone (the request model is built from it before the model is loaded)."""
     return json.loads((Path(model_dir) / SCHEMA_FILE).read_text())

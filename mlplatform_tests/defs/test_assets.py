@@ -19,7 +19,9 @@ def materialization(result, key: str) -> dict:
 
 
 def settings_for(tmp_path: Path, spec: Path) -> Settings:
-    return Settings.from_env({"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(spec)})
+    return Settings.from_env(
+        {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(spec), "MLPLATFORM_DEPLOY": "none"}
+    )
 
 
 def test_raw_and_cleaned_data(tmp_path: Path, write_spec, penguins: pd.DataFrame) -> None:

@@ -26,10 +26,15 @@ WEAK = {"weak": {"estimator": "logistic_regression", "trials": 1, "search": {"C"
 class Project:
     """One home, one instance, specs written as needed: the way a team retrains over weeks."""
 
-    def __init__(self, tmp_path: Path, write_spec) -> None:
+    def __init__(self, tmp_path: Path, write_spec, **environ: str) -> None:
         self.tmp_path, self.write_spec = tmp_path, write_spec
         self.settings = Settings.from_env(
-            {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(write_spec())}
+            {
+                "MLPLATFORM_HOME": str(tmp_path / "home"),
+                "MLPLATFORM_SPEC": str(write_spec()),
+                "MLPLATFORM_DEPLOY": "none",
+                **environ,
+            }
         )
         self.defs = build_definitions(self.settings)
         self.instance = dg.DagsterInstance.ephemeral()

@@ -73,7 +73,9 @@ def landing(tmp_path: Path, penguins: pd.DataFrame) -> Landing:
     spec["training"] = {"candidates": {"linear": {"estimator": "logistic_regression", "trials": 2}}}  # fast
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
-    settings = Settings.from_env({"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(spec_path)})
+    settings = Settings.from_env(
+        {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(spec_path), "MLPLATFORM_DEPLOY": "none"}
+    )
     job = build_definitions(settings).resolve_job_def(MATERIALIZE_ALL)
     instance = dg.DagsterInstance.ephemeral()
     first = job.execute_in_process(instance=instance)

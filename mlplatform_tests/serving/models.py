@@ -41,20 +41,3 @@ def save_penguins_model(bentoml_home: Path) -> SavedModel:
     store = registry.Registry(bentoml_home, str(bentoml_home.parent / "artifacts"), spec.name)
     version = store.save(model, schema=schema, labels=labels, metrics=metrics)
     return SavedModel(version.tag, model, schema, holdout)
-
-
-def request_rows(frame: pd.DataFrame, schema: dict) -> list[dict]:
-    """Rows of a frame as a client sends them: the schema's columns, JSON types, missing values as None."""
-    rows = []
-    for record in frame[[column["name"] for column in schema["columns"]]].to_dict("records"):
-        row = {}
-        for column in schema["columns"]:
-            value = record[column["name"]]
-            if pd.isna(value):
-                row[column["name"]] = None
-            elif column["kind"] == "number":
-                row[column["name"]] = int(value) if column["type"] == "integer" else float(value)
-            else:
-                row[column["name"]] = bool(value) if column["type"] == "bool" else str(value)
-        rows.append(row)
-    return rows

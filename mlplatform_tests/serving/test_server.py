@@ -13,8 +13,9 @@ import pytest
 
 from mlplatform.lib import serving
 from mlplatform.lib.prediction_log import read_prediction_log
+from mlplatform.lib.serving import request_rows
 from mlplatform_tests.serving.conftest import TOKEN, ServedBento, serve_bento
-from mlplatform_tests.serving.models import SavedModel, request_rows
+from mlplatform_tests.serving.models import SavedModel
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

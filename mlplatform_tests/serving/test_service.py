@@ -12,8 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from mlplatform.lib.prediction_log import read_prediction_log
+from mlplatform.lib.serving import request_rows
 from mlplatform.settings import SettingsError
-from mlplatform_tests.serving.models import SavedModel, request_rows
+from mlplatform_tests.serving.models import SavedModel
 
 
 @pytest.fixture

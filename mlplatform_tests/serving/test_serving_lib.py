@@ -13,9 +13,10 @@ from sklearn.pipeline import Pipeline
 
 from mlplatform.lib import serving
 from mlplatform.lib.features import fit_feature_pipeline, input_schema
+from mlplatform.lib.serving import request_rows
 from mlplatform.lib.training import TrainedModel
 from mlplatform.settings import ServingSettings, SettingsError
-from mlplatform_tests.serving.models import SavedModel, request_rows
+from mlplatform_tests.serving.models import SavedModel
 
 SCHEMA = {
     "project": "shop-orders",

@@ -1,0 +1,59 @@
+"""The machine's local cluster (``shared/k8s/local-cluster``): a private Docker engine, an image registry and a
+single-node Kubernetes on 127.0.0.1. Tests that need it start it (``up`` is a no-op when it runs) and stop it
+at the end of the session only when they started it."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+UP_SECONDS = 1800  # the first `up` on a machine builds Kubernetes from source (~6 min here); later ones ~10 s
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def local_cluster_script() -> Path:
+    """MLPLATFORM_LOCAL_CLUSTER, else ``shared/k8s/local-cluster`` beside this checkout or one of its parents."""
+    if os.environ.get("MLPLATFORM_LOCAL_CLUSTER"):
+        return Path(os.environ["MLPLATFORM_LOCAL_CLUSTER"])
+    for folder in [PROJECT_ROOT, *PROJECT_ROOT.parents]:
+        candidate = folder / "shared" / "k8s" / "local-cluster"
+        if candidate.is_file():
+            return candidate
+    raise ClusterError(
+        f"no shared/k8s/local-cluster beside {PROJECT_ROOT} or its parents: set MLPLATFORM_LOCAL_CLUSTER to the "
+        "script that starts this machine's Docker engine, registry and Kubernetes"
+    )
+
+
+def exports(text: str) -> dict[str, str]:
+    """The ``export NAME=value`` lines ``local-cluster up`` prints, as a dict."""
+    found = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, _, value = words[1].partition("=")
+            found[name] = value.replace("$PATH", os.environ.get("PATH", ""))
+    return found
+
+
+@contextmanager
+def local_cluster() -> Iterator[dict[str, str]]:
+    """The cluster's environment (DOCKER_HOST, KUBECONFIG, MLPLATFORM_REGISTRY, PATH, ...), up for the block."""
+    script = local_cluster_script()
+    already_up = subprocess.run([script, "status"], capture_output=True).returncode == 0
+    up = subprocess.run([script, "up"], capture_output=True, text=True, timeout=UP_SECONDS)
+    if up.returncode != 0:
+        raise ClusterError(f"{script} up failed (exit {up.returncode}):\n{up.stderr[-4000:]}")
+    try:
+        yield exports(up.stdout)
+    finally:
+        if not already_up:
+            subprocess.run([script, "down"], capture_output=True, timeout=300)

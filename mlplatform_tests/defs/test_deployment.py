@@ -1,0 +1,122 @@
+"""The deployment assets in the graph: the champion is built into a bento and served on this machine; a new
+champion (from the gate or by hand) replaces what serves, and a challenger that loses changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from mlplatform.definitions import PROMOTE_MODEL, REPRODUCTION, build_definitions
+from mlplatform.lib.deployment import LocalDeployment
+from mlplatform.settings import Settings
+from mlplatform_tests.defs.test_models import STRONG, WEAK, Project, materialized, metadata
+from mlplatform_tests.servers import free_port
+
+
+@pytest.fixture
+def served_project(tmp_path: Path, write_spec, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MLPLATFORM_API_TOKEN", raising=False)
+    project = Project(tmp_path, write_spec, MLPLATFORM_DEPLOY="local", MLPLATFORM_SERVE_PORT=str(free_port()))
+    settings = project.settings
+    deployment = LocalDeployment(
+        settings.deployment_home,
+        port=settings.serve_port,
+        bentoml_home=settings.bentoml_home,
+        prediction_log=settings.prediction_log,
+    )
+    yield project, deployment
+    deployment.stop()
+
+
+def ask(deployment: LocalDeployment, result) -> str:
+    """The model tag that answers the example row the run recorded, with the run's token."""
+    served = metadata(result, "local_deployment")
+    token = Path(served["token"]).read_text()
+    response = httpx.post(
+        f"{served['url']}/predict",
+        json=json.loads(served["example_row"]),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["model_tag"]
+
+
+@pytest.mark.slow
+def test_the_champion_is_served_and_replaced_only_when_it_changes(served_project) -> None:
+    project, deployment = served_project
+    first = project.run(training={"candidates": WEAK})
+    assert first.success
+    weak_tag = metadata(first, "champion_model")["tag"]
+    assert metadata(first, "prediction_bento")["model_tag"] == weak_tag
+    assert ask(deployment, first) == weak_tag
+    weak_server = deployment.current()
+
+    better = project.run(training={"candidates": STRONG})
+    assert better.success
+    strong_tag = metadata(better, "champion_model")["tag"]
+    assert metadata(better, "local_deployment")["replaced"] == weak_tag
+    assert ask(deployment, better) == strong_tag
+    assert not psutil.pid_exists(weak_server.pid)  # the old server is gone, not left beside the new one
+    strong_server = deployment.current()
+
+    worse = project.run(training={"candidates": WEAK})
+    assert not worse.success  # the gate kept the champion
+    assert {"prediction_bento", "local_deployment"}.isdisjoint(materialized(worse))
+    assert deployment.current() == strong_server  # the same process still serves the champion
+
+    rolled = project.run(PROMOTE_MODEL, ops={"champion_model": {"config": {"rollback": True, "reason": "test"}}})
+    assert rolled.success
+    assert ask(deployment, rolled) == weak_tag
+
+
+def settings_with(tmp_path: Path, **environ: str) -> Settings:
+    return Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), **environ})
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, {"prediction_bento", "local_deployment"}),
+        ({"MLPLATFORM_DEPLOY": "none"}, set()),
+        ({"MLPLATFORM_DEPLOY": "none", "MLPLATFORM_REGISTRY": "127.0.0.1:5000"}, {"prediction_bento", "model_image"}),
+        ({"MLPLATFORM_REGISTRY": "127.0.0.1:5000"}, {"prediction_bento", "model_image", "local_deployment"}),
+        ({"MLPLATFORM_ENV": "cloud", "MLPLATFORM_BUCKET": "b"}, set()),
+    ],
+)
+def test_the_deployment_assets_follow_the_settings(tmp_path: Path, environ: dict, expected: set) -> None:
+    graph = build_definitions(settings_with(tmp_path, **environ)).resolve_asset_graph()
+
+    deployment = {
+        key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).group_name == "deployment"
+    }
+    assert deployment == expected
+
+
+def test_manual_promotion_redeploys_and_reproduction_never_does(tmp_path: Path) -> None:
+    defs = build_definitions(settings_with(tmp_path, MLPLATFORM_REGISTRY="127.0.0.1:5000"))
+
+    promote = defs.resolve_job_def(PROMOTE_MODEL).asset_layer.selected_asset_keys
+    assert {key.to_user_string() for key in promote} == {
+        "champion_model",
+        "prediction_bento",
+        "model_image",
+        "local_deployment",
+    }
+    reproduced = REPRODUCTION.resolve(defs.resolve_asset_graph())
+    assert {key.to_user_string() for key in reproduced}.isdisjoint(
+        {"champion_model", "prediction_bento", "local_deployment"}
+    )
+
+
+def test_bad_deployment_settings_are_named(tmp_path: Path) -> None:
+    from mlplatform.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="MLPLATFORM_DEPLOY='k8s'"):
+        settings_with(tmp_path, MLPLATFORM_DEPLOY="k8s")
+    with pytest.raises(SettingsError, match="MLPLATFORM_SERVE_PORT='http'"):
+        settings_with(tmp_path, MLPLATFORM_SERVE_PORT="http")
