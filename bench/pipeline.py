@@ -1,13 +1,16 @@
-"""Whole-graph materialization through Dagster versus a plain script over the same ``mlplatform.lib`` calls.
+"""Whole-graph materialization through Dagster versus a plain script doing the same work with the same ``lib`` calls.
 
-Each measurement is a child process, so both sides pay interpreter start and imports the same way:
+Each measurement is a child process with a fresh home folder, so both sides pay interpreter start, imports
+and a first run the same way:
 
-- dagster: ``mlplatform.cli.main(["run", ...])``, the code behind ``mlplatform run``, in a fresh
-  MLPLATFORM_HOME (new SQLite instance, new artifact folder) per run;
-- plain: ``plain_pipeline`` below, the script a user would write without Dagster.
+- dagster: what ``mlplatform run`` does for a single-file source: copy the project's dagster.yaml into the
+  home, open the SQLite instance there, ``dagster.execute_job`` of ``materialize_all`` (in-process executor,
+  progress logger), print the summary;
+- plain: ``plain_pipeline`` below, the graph's ``lib`` calls in the order the in-process executor runs
+  them, with the same ledger, quality suites, candidate searches, report files, model store and promotion.
 
-Both read the same data file through the same spec. README.md (section "pipeline.py") says exactly what
-each side does and how to read the tables.
+Both read the same data file through the same benchmark spec and must reach the same holdout metrics.
+README.md (section "pipeline.py") says exactly what each side does and how to read the tables.
 
     .venv/bin/python bench/pipeline.py                       # the bundled 344 rows and 1,000,000 synthetic rows
     .venv/bin/python bench/pipeline.py --quick               # 344 and 100,000 rows, one run each
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import getpass
 import json
 import os
 import shutil
@@ -26,20 +30,50 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from upath import UPath
+
+# Everything the plain side calls, imported by both children before their imports are stamped done (the Dagster
+# side's Definitions import the same modules).
+from mlplatform.lib import (
+    batches,
+    candidates,
+    cleaning,
+    evaluation,
+    feature_quality,
+    features,
+    ingest,
+    promotion,
+    quality,
+    registry,
+    training,
+)
+from mlplatform.lib.registry import Registry
+from mlplatform.lib.spec import load_spec
+from mlplatform.lib.storage import write_atomically
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = PROJECT_ROOT / "bench" / "results"
+# A budget that a 2-core machine finishes in about two minutes at 1,000,000 rows, fixed in trials (a `seconds`
+# cap would let the two sides run different numbers of trials, so different models). The bundled budget adds a
+# random forest (4 trials of up to 300 trees), which takes longer than the rest of the graph together at 1M.
+TRAINING = {
+    "cv_folds": 3,
+    "seed": 42,
+    "candidates": {
+        "logistic_regression": {"estimator": "logistic_regression", "trials": 2},
+        "hist_gradient_boosting": {"estimator": "hist_gradient_boosting", "trials": 1, "params": {"max_iter": 20}},
+    },
+}
 
 
-def plain_pipeline(spec_path: Path, out: Path) -> dict[str, float]:
-    """Everything a user needs without Dagster, timed per stage; stage names are the Dagster steps."""
-    import joblib
-
-    from mlplatform.lib import cleaning, evaluation, features, ingest, training
-    from mlplatform.lib.spec import load_spec
-
+def plain_pipeline(spec_path: Path, home: Path) -> dict:
+    """The graph's ``lib`` calls in the order the in-process executor runs its steps, under ``home`` as a run
+    writes them (ledger, quality docs folders, report, model store, champion pointer), values kept in memory
+    between steps. Stage names are the Dagster step keys; each stage reads the spec, as each asset does."""
     seconds: dict[str, float] = {}
 
     @contextmanager
@@ -48,48 +82,123 @@ def plain_pipeline(spec_path: Path, out: Path) -> dict[str, float]:
         yield
         seconds[name] = time.perf_counter() - started
 
-    out.mkdir(parents=True, exist_ok=True)
-    with stage("raw_data"):
+    run_id, artifacts = str(uuid.uuid4()), home / "artifacts"
+    ledger = batches.BatchLedger(UPath(artifacts) / "batches")
+
+    def docs_folder(suite: str) -> Path:  # what the checks' local_folder() makes for a local artifact root
+        folder = artifacts / "quality" / "docs" / suite / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def blocking(report: quality.QualityReport, what: str) -> None:
+        if report.errors:
+            raise SystemExit(f"{what} rejected:\n" + "\n".join(report.lines()))
+
+    def registry_for(spec) -> Registry:  # the ModelRegistry resource's for_project()
+        return Registry(home / "bentoml", str(artifacts), spec.name)
+
+    def gate(challenger: registry.ModelVersion, holdout, spec, models: Registry) -> promotion.Verdict:
+        """mlplatform.defs.registry.assets.gate, which a plain script cannot import without importing Dagster."""
+        challenger_metrics = evaluation.score(models.load(challenger.tag).model, holdout, spec)
+        champion = models.champion()
+        if champion is None:
+            return promotion.judge(challenger_metrics, None, spec)
+        champion_metrics = evaluation.score(models.load(champion.tag).model, holdout, spec)
+        return promotion.judge(challenger_metrics, champion_metrics, spec, champion.tag)
+
+    with stage("raw_batch"):
         spec = load_spec(spec_path)
-        raw = ingest.read_source(spec)
-        ingest.check_columns(spec, raw)
-        version = ingest.data_version(raw)
+        quality.prepare_in_background()
+        batch = batches.arriving_batch(spec, ledger)
+        if ledger.current_profile() is None:
+            ingest.check_columns(spec, batch.frame)
+        raw = batch.frame
+        ingest.data_version(raw)
+    with stage("raw_batch_raw_batch_is_valid"):
+        spec = load_spec(spec_path)
+        rules = quality.batch_rules(spec, [str(c) for c in raw.columns], ledger.current_profile(), len(raw))
+        report = quality.validate(raw, rules, "raw_batch", docs_dir=docs_folder("raw_batch"))
+        if report.errors:
+            ledger.quarantine(batch, {"stage": "validation", "reasons": report.lines(), "run_id": run_id})
+        blocking(report, f"batch {batch.batch_id}")
+    with stage("accepted_data"):
+        ledger.accept(batch, run_id)
+        accepted = ledger.accepted_frame()
+        ledger.manifest()
+        version = ingest.data_version(accepted)
+        ledger.record_version(version)
     with stage("cleaned_data"):
-        cleaned, cleaning_report = cleaning.clean(raw, spec)
+        cleaned, _ = cleaning.clean(accepted, load_spec(spec_path))
+    with stage("data_profile"):
+        ledger.save_profile(quality.learn_profile(accepted, load_spec(spec_path)), version)
     with stage("data_split"):
-        train_rows, holdout, split = features.split(cleaned, spec)
+        training_rows, holdout, _ = features.split(cleaned, load_spec(spec_path))
     with stage("feature_pipeline"):
-        pipeline = features.fit_feature_pipeline(train_rows, spec)
+        pipeline = features.fit_feature_pipeline(training_rows, load_spec(spec_path))
+    with stage("feature_pipeline_features_are_valid"):
+        spec = load_spec(spec_path)
+        blocking(
+            feature_quality.validate_features(pipeline, training_rows, holdout, spec, docs_folder("features")),
+            "features",
+        )
+    with stage("candidate_models.plan_candidates"):
+        names = list(candidates.candidates(load_spec(spec_path)))
+    tuned = {}
+    for name in names:  # a step each: each transforms the training split itself
+        with stage(f"candidate_models.tune_candidate[{name}]"):
+            spec = load_spec(spec_path)
+            inputs = candidates.transformed(pipeline, training_rows)
+            target = training_rows[spec.problem.target]
+            tuned[name] = candidates.tune(name, candidates.candidates(spec)[name], inputs, target, spec)
     with stage("trained_model"):
-        model = training.train(pipeline, train_rows, spec)
-        joblib.dump(model, out / "model.joblib")
+        load_spec(spec_path)
+        model = training.ship(training.select(tuned.values()), pipeline, len(training_rows))
     with stage("evaluation_report"):
-        result = evaluation.evaluate(model, holdout, spec)
+        spec = load_spec(spec_path)
+        result = evaluation.evaluate(model, holdout, spec, tuned, pipeline)
+        folder = UPath(artifacts).joinpath("reports", spec.name, run_id)
         for name, png in result.plots.items():
-            (out / f"{name}.png").write_bytes(png)
+            write_atomically(folder / f"{name}.png", png)
         links = {name: f"![{name}]({name}.png)" for name in result.plots}
-        (out / "report.md").write_text(evaluation.render_report(result, spec, model, links))
-        summary = {"data_version": version, "rows_cleaned": cleaning_report["rows_out"], "metrics": result.metrics}
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    print(f"{spec.name}: {split.training_rows} training rows, {result.primary_metric} {result.primary_value:.4f}")
-    return seconds
+        write_atomically(folder / "report.md", evaluation.render_report(result, spec, model, links).encode())
+    with stage("challenger_model"):
+        spec = load_spec(spec_path)
+        schema = features.input_schema(model.pipeline.named_steps["features"], training_rows, spec, model.classes)
+        labels = registry.lineage_labels(
+            spec=spec, data_version=version, run_id=run_id, metrics=result.metrics, model=model
+        )
+        challenger = registry_for(spec).save(model, schema=schema, labels=labels, metrics=result.metrics)
+    with stage("challenger_model_challenger_beats_champion"):
+        spec = load_spec(spec_path)
+        verdict = gate(challenger, holdout, spec, registry_for(spec))
+        if not verdict.promote:
+            raise SystemExit(f"{challenger.tag} did not pass the promotion gate: {verdict.summary}")
+    with stage("champion_model"):
+        spec = load_spec(spec_path)
+        models = registry_for(spec)
+        verdict = gate(challenger, holdout, spec, models)  # the asset judges again, as it does
+        evidence = {"challenger": verdict.challenger, "champion": verdict.champion}
+        by = f"promotion gate ({getpass.getuser()})"
+        change = models.promote(
+            challenger.tag, kind="gate", by=by, reason=verdict.summary, run_id=run_id, evidence=evidence
+        )
+        models.version(change.tag)
+    print(f"{spec.name}: {len(training_rows)} training rows, {model.candidate} chosen, champion {change.tag}")
+    return {"stages": seconds, "metrics": result.metrics, "candidate": model.candidate}
 
 
 def _plain_child(args: argparse.Namespace) -> dict:
-    from mlplatform.lib import cleaning, evaluation, features, ingest, training  # noqa: F401  (stamped below)
-
     imported = time.time()
-    stages = plain_pipeline(args.spec, args.out)
-    return {"imported": imported, "finished": time.time(), "stages": stages}
+    outcome = plain_pipeline(args.spec, args.out)
+    return {"imported": imported, "finished": time.time(), **outcome}
 
 
 def _dagster_child(args: argparse.Namespace) -> dict:
+    """``mlplatform run``'s path for a single-file source (cli._run), timed at each stage; the parent set
+    MLPLATFORM_HOME, MLPLATFORM_SPEC, DAGSTER_HOME and BENTOML_HOME as ``--home`` and ``--spec`` do."""
     import dagster as dg
 
-    # What `mlplatform run` imports, hoisted so the end of imports can be stamped. The parent set
-    # MLPLATFORM_HOME and MLPLATFORM_SPEC to the values `--home` and `--spec` set, so the Definitions
-    # built at import are the ones `mlplatform run` builds.
-    from mlplatform import cli, definitions, summary  # noqa: F401
+    from mlplatform import cli, definitions, summary
     from mlplatform.resources.artifacts import ArtifactIOManager
 
     imported = time.time()
@@ -97,10 +206,24 @@ def _dagster_child(args: argparse.Namespace) -> dict:
     _time_calls(ArtifactIOManager, "handle_output", "io_write", probes)
     _time_calls(ArtifactIOManager, "load_input", "io_read", probes)
     _time_calls(dg.DagsterInstance, "handle_new_event", "event_log", probes)
-    code = cli.main(["run", "--spec", str(args.spec), "--home", str(args.out)])
-    if code:
-        raise SystemExit(code)
-    return {"imported": imported, "finished": time.time(), "probes": probes}
+    dagster_home = Path(os.environ["DAGSTER_HOME"])
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cli.instance_config(), dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.get() as instance:
+        opened = time.time()
+        result = dg.execute_job(
+            dg.reconstructable(definitions.materialize_all_job),
+            instance=instance,
+            run_config=definitions.run_config(args.spec, progress=True),
+            tags={"mlplatform/spec": str(args.spec), "mlplatform/launched_by": "bench/pipeline.py"},
+        )
+        returned = time.time()
+        if not result.success:
+            raise SystemExit(f"run {result.run_id} failed: {summary.failures(result)}")
+        print(summary.render(instance, [result.run_id], []))
+        summarized = time.time()
+    marks = {"imported": imported, "opened": opened, "returned": returned, "summarized": summarized}
+    return {**marks, "finished": time.time(), "run_id": result.run_id, "probes": probes}
 
 
 def _time_calls(owner: type, name: str, kind: str, probes: list) -> None:
@@ -118,106 +241,101 @@ def _time_calls(owner: type, name: str, kind: str, probes: list) -> None:
     setattr(owner, name, timed)
 
 
-def child_environment(workdir: Path) -> dict[str, str]:
-    """The children's environment: no MLPLATFORM_/DAGSTER_ settings leaking in, and bytecode caching on
-    (into the work folder when no prefix is set) so imports cost what they cost in a normal install."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+def child_environment(workdir: Path, omp_threads: int | None) -> dict[str, str]:
+    """The children's environment: no MLPLATFORM_/DAGSTER_/BENTOML_ settings leaking in, and bytecode caching
+    on (into the work folder when no prefix is set) so imports cost what they cost in a normal install."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_", "BENTOML_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("PYTHONPYCACHEPREFIX", str(workdir / "pycache"))
+    env["BENTOML_DO_NOT_TRACK"] = "true"
+    # The graph up to the champion, which is what the plain script does: no bento, no server left running.
+    env["MLPLATFORM_DEPLOY"] = "none"
+    if omp_threads:
+        env["OMP_NUM_THREADS"] = str(omp_threads)
     return env
 
 
-def run_side(side: str, spec: Path, out: Path, env: dict[str, str], log: Path, profile: Path | None = None) -> dict:
-    timings = out.with_suffix(".timings.json")
+def run_side(side: str, spec: Path, home: Path, env: dict[str, str], log: Path, profile: Path | None = None) -> dict:
+    """One child process in a new home folder, as ``mlplatform run --home HOME --spec SPEC`` would use it."""
+    timings = home.with_suffix(".timings.json")
     command = [sys.executable]
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
-    command += [__file__, "--child", side, "--spec", str(spec), "--out", str(out), "--timings", str(timings)]
-    if side == "dagster":
-        env = {**env, "MLPLATFORM_HOME": str(out), "MLPLATFORM_SPEC": str(spec)}
-    started, clock = time.time(), time.perf_counter()
+    command += [__file__, "--child", side, "--spec", str(spec), "--out", str(home), "--timings", str(timings)]
+    homes = {"MLPLATFORM_HOME": home, "MLPLATFORM_SPEC": spec, "DAGSTER_HOME": home / "dagster"}
+    env = {**env, **{key: str(value) for key, value in homes.items()}, "BENTOML_HOME": str(home / "bentoml")}
+    load, started, clock = os.getloadavg()[0], time.time(), time.perf_counter()
     with log.open("w") as sink:
         child = subprocess.Popen(command, env=env, cwd=log.parent, stdout=sink, stderr=subprocess.STDOUT)
-        # wait4 gives the CPU time of the child and of every process it started and reaped (tail, watchers).
+        # wait4 gives the CPU time of the child and of every process it started and reaped (git, watchers).
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
     wall, exited = time.perf_counter() - clock, time.time()
     if child.returncode:
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
         raise RuntimeError(f"{side} run failed with exit code {child.returncode}; the end of {log}:\n{tail}")
-    measured = {
-        "side": side,
-        "wall": wall,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "started": started,
-        "exited": exited,
-        **json.loads(timings.read_text()),
-    }
+    measured = {"side": side, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "load": load}
+    measured |= {"started": started, "exited": exited, **json.loads(timings.read_text())}
     if side == "dagster":
-        measured.update(read_runs(out / "dagster"))
-    else:
-        measured["metrics"] = json.loads((out / "metrics.json").read_text())["metrics"]
+        measured |= read_run(home / "dagster", measured["run_id"])
     return measured
 
 
-def read_runs(dagster_home: Path) -> dict:
-    """Every run's event timestamps and the holdout metrics recorded last, from the instance the child wrote."""
+def read_run(dagster_home: Path, run_id: str) -> dict:
+    """The run's start and end, each step's span, the number of events and the holdout metrics, from the
+    instance the child wrote."""
     import dagster as dg
 
-    events, metrics = [], {}
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        for run in reversed(instance.get_runs()):
-            for record in instance.all_logs(run.run_id):
-                event = record.dagster_event
-                kind = event.event_type_value if event else "LOG"
-                events.append((kind, record.step_key, record.timestamp, run.run_id))
-                if kind == "ASSET_MATERIALIZATION" and event.asset_key.to_user_string() == "evaluation_report":
-                    metadata = event.step_materialization_data.materialization.metadata.items()
-                    metrics = {k.removeprefix("holdout_"): v.value for k, v in metadata if k.startswith("holdout_")}
+        stats = instance.get_run_stats(run_id)
+        steps = sorted(
+            ((step.step_key, step.start_time, step.end_time) for step in instance.get_run_step_stats(run_id)),
+            key=lambda step: step[1],
+        )
+        events = len(instance.all_logs(run_id))
+        report = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report")).asset_materialization
+        model = instance.get_latest_materialization_event(dg.AssetKey("trained_model")).asset_materialization
+    metrics = {k.removeprefix("holdout_"): v.value for k, v in report.metadata.items() if k.startswith("holdout_")}
     metrics.pop("rows", None)
-    return {"events": sorted(events, key=lambda event: event[2]), "metrics": metrics}
+    run = {"run_start": stats.start_time, "run_end": stats.end_time, "events": events}
+    return run | {"steps": steps, "metrics": metrics, "candidate": model.metadata["candidate"].value}
 
 
 def breakdown(dagster: dict, plain: dict) -> tuple[list[tuple], list[tuple[str, float]]]:
-    """Per-step rows (step, plain, dagster, io read, io write, event log, rest) and the decomposition of
-    dagster wall - plain wall into named parts that sum to it exactly. Steps come from the event log, so
-    the table follows the graph; a plain stage without a Dagster step of its name gets a row of its own."""
-    events, probes = dagster["events"], dagster["probes"]
-    first_event = events[0][2]
-    run_end = max(end for _, _, end in probes)
-    spans: dict[tuple[str, str], list[float]] = {}
-    for kind, step, stamp, run_id in events:
-        if kind == "STEP_START":
-            spans[(run_id, step)] = [stamp, stamp]
-        elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
-            spans[(run_id, step)][1] = stamp
+    """Per-step rows (step, plain, dagster, io read, io write, event log, dagster - plain - those) in the order the
+    steps ran, and the decomposition of dagster wall - plain wall into named parts that sum to it exactly."""
+    probes = dagster["probes"]
 
     def spent(kind: str, start: float, end: float) -> float:
         return sum(e - s for k, s, e in probes if k == kind and start <= s < end)
 
-    rows, step_total, step_rest = [], 0.0, 0.0
-    for (_, step), (start, end) in spans.items():
+    rows = []
+    for step, start, end in dagster["steps"]:
         parts = [spent(kind, start, end) for kind in ("io_read", "io_write", "event_log")]
-        rest = end - start - sum(parts)
-        rows.append((step, plain["stages"].get(step), end - start, *parts, rest))
-        step_total += end - start
-        step_rest += rest
+        rows.append((step, plain["stages"].get(step), end - start, *parts, end - start - sum(parts)))
     shown = {row[0] for row in rows}
-    unmatched = [(stage, seconds) for stage, seconds in plain["stages"].items() if stage not in shown]
-    rows += [(stage, seconds, None, None, None, None, None) for stage, seconds in unmatched]
-    events_in_steps = sum(row[5] or 0.0 for row in rows)
-    events_outside_steps = spent("event_log", first_event, run_end) - events_in_steps
-    plain_stages = sum(plain["stages"].values())
-    plain_other = plain["finished"] - plain["imported"] - plain_stages
+    rows += [
+        (stage, seconds, None, None, None, None, None)
+        for stage, seconds in plain["stages"].items()
+        if stage not in shown
+    ]
+    for index, row in enumerate(rows):
+        if row[2] is not None:
+            rows[index] = (*row[:6], row[6] - (row[1] or 0.0))
+    in_steps = sum(end - start for _, start, end in dagster["steps"])
+    plain_other = plain["finished"] - plain["imported"] - sum(plain["stages"].values())
     parts = [
-        ("process start + imports", _imports(dagster) - _imports(plain)),
-        ("instance + run setup before the first event", first_event - dagster["imported"]),
+        ("process start + imports (dagster, Definitions)", _imports(dagster) - _imports(plain)),
+        ("instance + run setup, until RUN_START", dagster["run_start"] - dagster["imported"]),
+        ("IO manager reads (Parquet/joblib)", sum(row[3] or 0.0 for row in rows)),
         ("IO manager writes (Parquet/joblib)", sum(row[4] or 0.0 for row in rows)),
-        ("IO manager reads", sum(row[3] or 0.0 for row in rows)),
-        ("event log writes (SQLite), all events", events_in_steps + events_outside_steps),
-        ("asset bodies + step framework - plain stages", step_rest - plain_stages - plain_other),
-        ("orchestration between steps", (run_end - first_event) - step_total - events_outside_steps),
-        ("after the run (summary, instance close)", dagster["finished"] - run_end),
+        ("event log writes inside steps (SQLite)", sum(row[5] or 0.0 for row in rows)),
+        ("asset bodies + step framework - plain stages", sum(row[6] or 0.0 for row in rows if row[2] is not None)),
+        ("plain stages with no Dagster step", -sum(row[1] for row in rows if row[2] is None)),
+        ("orchestration between steps (and its events)", dagster["run_end"] - dagster["run_start"] - in_steps),
+        ("run teardown, RUN_SUCCESS to execute_job's return", dagster["returned"] - dagster["run_end"]),
+        ("summary + instance close", dagster["finished"] - dagster["returned"]),
+        ("plain script outside its stages", -plain_other),
         ("interpreter exit", (dagster["exited"] - dagster["finished"]) - (plain["exited"] - plain["finished"])),
     ]
     return rows, parts
@@ -228,7 +346,8 @@ def _imports(measured: dict) -> float:
 
 
 def prepare(rows: int, bundled: Path, bundled_rows: int, folder: Path) -> Path:
-    """The spec both sides read: the bundled example's, pointing at the bundled CSV or a synthetic file."""
+    """The benchmark spec: the bundled example's, with the fixed TRAINING budget, pointing at the bundled CSV
+    or at a synthetic file of ``rows`` rows (written once, untimed)."""
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -242,6 +361,7 @@ def prepare(rows: int, bundled: Path, bundled_rows: int, folder: Path) -> Path:
         synthetic.penguins(rows, seed=0).to_csv(data, index=False)
     document = yaml.safe_load(bundled.read_text())
     document["source"]["uri"] = str(data)
+    document["training"] = TRAINING
     spec = folder / "spec.yaml"
     spec.write_text(yaml.safe_dump(document, sort_keys=False))
     return spec
@@ -252,17 +372,37 @@ def measure_size(rows: int, spec: Path, folder: Path, repeats: int, env: dict[st
     for index in range(repeats):
         order = ("plain", "dagster") if index % 2 == 0 else ("dagster", "plain")  # alternate against drift
         for side in order:
-            out = folder / f"{side}-{index}"
-            measured = run_side(side, spec, out, env, folder / f"{side}-{index}.log")
+            home = folder / f"{side}-{index}"
+            measured = run_side(side, spec, home, env, folder / f"{side}-{index}.log")
             runs[side].append(measured)
-            print(f"  {rows:>9,} rows  run {index + 1}/{repeats}  {side:<7} {measured['wall']:7.2f} s", flush=True)
-            shutil.rmtree(out, ignore_errors=True)  # keep the disk small at 1M rows; the logs stay
+            print(
+                f"  {rows:>9,} rows  run {index + 1}/{repeats}  {side:<7} {measured['wall']:7.2f} s  "
+                f"(load average {measured['load']:.2f})",
+                flush=True,
+            )
+            shutil.rmtree(home, ignore_errors=True)  # keep the disk small at 1M rows; the logs stay
     if profile:
         target = RESULTS / f"profile-dagster-{rows}.pstats"
         RESULTS.mkdir(parents=True, exist_ok=True)
         run_side("dagster", spec, folder / "profiled", env, folder / "profiled.log", profile=target)
         print(f"  cProfile of one dagster run: {target}")
     return {"rows": rows, "repeats": repeats, "runs": runs}
+
+
+def mismatches(size: dict) -> list[str]:
+    """Every run that did not reach the first plain run's holdout metrics and chosen candidate, exactly."""
+    reference = size["runs"]["plain"][0]
+    found = []
+    for side, runs in size["runs"].items():
+        for index, run in enumerate(runs):
+            differing = {
+                name: (value, run["metrics"].get(name))
+                for name, value in reference["metrics"].items()
+                if not abs(value - run["metrics"].get(name, float("nan"))) <= 1e-12
+            }
+            if differing or run["candidate"] != reference["candidate"]:
+                found.append(f"{size['rows']:,} rows, {side} run {index + 1}: {run['candidate']} {differing}")
+    return found
 
 
 def report(size: dict) -> str:
@@ -276,24 +416,19 @@ def report(size: dict) -> str:
         values = [measure(run) for run in runs[side]]
         return min(values), statistics.median(values)
 
+    loads = [run["load"] for side in runs for run in runs[side]]
     lines = [
-        f"\n== {rows:,} rows, {size['repeats']} run(s) per side: best / median seconds ==",
+        f"\n== {rows:,} rows, {size['repeats']} run(s) per side: best / median seconds "
+        f"(1-minute load average {min(loads):.1f} to {max(loads):.1f} at the runs' starts) ==",
         "  side       wall (start to exit)     CPU (user+sys)      after imports",
     ]
     for side in ("plain", "dagster"):
         cells = [summary(side, measure) for measure in (lambda r: r["wall"], lambda r: r["cpu"], after_imports)]
         lines.append(f"  {side:<8}" + "".join(f"  {low:8.2f} / {mid:8.2f}" for low, mid in cells))
-    differing = {
-        name: (value, best["dagster"]["metrics"].get(name))
-        for name, value in best["plain"]["metrics"].items()
-        if not abs(value - best["dagster"]["metrics"].get(name, float("nan"))) <= 1e-9
-    }
-    if differing:
-        lines.append(f"  WARNING: holdout metrics differ between the sides (plain, dagster): {differing}")
 
     step_rows, parts = breakdown(best["dagster"], best["plain"])
     width = max(len(row[0]) for row in step_rows)
-    header = ("plain s", "dagster s", "io read", "io write", "event log", "body+framework")
+    header = ("plain s", "dagster s", "io read", "io write", "event log", "extra")
     lines += ["", f"  {'step (best runs)':<{width}}" + "".join(f"{name:>{len(name) + 3}}" for name in header)]
     for step, *numbers in step_rows:
         cells = ("-" if n is None else f"{n:.2f}" for n in numbers)
@@ -301,7 +436,8 @@ def report(size: dict) -> str:
         lines.append(f"  {step:<{width}}" + "".join(aligned))
     overhead = best["dagster"]["wall"] - best["plain"]["wall"]
     lines += ["", f"  where dagster's extra {overhead:+.2f} s goes (best dagster run - best plain run):"]
-    lines += [f"    {name:<46} {seconds:+7.2f} s" for name, seconds in parts]
+    lines += [f"    {name:<52} {seconds:+7.2f} s" for name, seconds in parts]
+    lines.append(f"    ({best['dagster']['events']} events in the run's event log)")
 
     def ratio(measure) -> float:
         return summary("dagster", measure)[0] / summary("plain", measure)[0]
@@ -322,6 +458,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="runs per side and size (default: 5 up to 100,000 rows, else 3)")
     parser.add_argument("--quick", action="store_true", help="344 and 100,000 rows, one run per side")
     parser.add_argument("--profile", action="store_true", help="also write a cProfile of one dagster run per size")
+    parser.add_argument("--omp-threads", type=int, help="set OMP_NUM_THREADS in every child (default: unset)")
     parser.add_argument("--workdir", type=Path, help="keep data and logs here (default: a temp dir, removed)")
     parser.add_argument("--child", choices=("plain", "dagster"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
@@ -345,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.rows or ([bundled_rows, 100_000] if args.quick else [bundled_rows, 1_000_000])
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mlplatform-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    env = child_environment(workdir)
+    env = child_environment(workdir, args.omp_threads)
+    print(f"{os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     sizes_measured = []
     try:
         print(f"warming up (bytecode and file caches; not timed) in {workdir}", flush=True)
@@ -367,6 +505,15 @@ def main(argv: list[str] | None = None) -> int:
     saved = RESULTS / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
     saved.write_text(json.dumps(sizes_measured))
     print(f"\nall measurements: {saved}")
+    differing = [line for size in sizes_measured for line in mismatches(size)]
+    if differing:
+        print(
+            "\n" + "!" * 100 + "\nTHE SIDES DID NOT DO THE SAME WORK: holdout metrics or chosen candidate differ from"
+        )
+        print("the first plain run's (candidate {metric: (expected, got)}):\n  " + "\n  ".join(differing))
+        print("!" * 100)
+        return 1
+    print("every run of both sides reached the same holdout metrics and chose the same candidate")
     return 0
 
 

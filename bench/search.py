@@ -1,0 +1,364 @@
+"""Candidate search: Dagster's parallel steps versus every candidate tuned one after another in one process.
+
+For each data size, the bench materializes everything upstream of ``candidate_models`` once, then times,
+from the same stored ``feature_pipeline`` and ``training_data``, each in a child process of its own:
+
+- parallel: a Dagster run of ``candidate_models`` alone with MLPLATFORM_EXECUTOR=multiprocess (one step per
+  candidate, forked from a server that preloaded ``mlplatform.definitions``);
+- in_process: the same run with the default in-process executor (the candidates one after another);
+- serial: ``candidates.tune_all`` in one plain process, the baseline.
+
+Every search is seeded, so all three must reach the same cross-validated scores; the bench checks that.
+README.md (section "search.py") says what each number means and what was measured.
+
+    .venv/bin/python bench/search.py                          # 20,000 and 344 rows, 3 repeats (~10 min idle)
+    .venv/bin/python bench/search.py --rows 344 --repeat 1    # the small size only (~1 min)
+    .venv/bin/python bench/search.py --omp-threads 1          # every child limited to one OpenMP thread
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = PROJECT_ROOT / "bench" / "results"
+CANDIDATES = ("logistic_regression", "random_forest", "hist_gradient_boosting")
+SIDES = {
+    "parallel": "dagster, multiprocess executor",
+    "in_process": "dagster, in-process executor",
+    "serial": "tune_all in one process",
+}
+DEFAULT_ROWS = (20_000, 344)
+DEFAULT_TRIALS = 8
+
+
+def write_spec(folder: Path, rows: int, trials: int) -> Path:
+    """The bundled example's spec over ``rows`` synthetic penguins, with the three candidates on one budget
+    and no time cap (a cap would make the searches depend on the machine's speed)."""
+    import yaml
+
+    from mlplatform.lib import synthetic
+    from mlplatform.lib.spec import default_spec_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / f"penguins-{rows}.csv"
+    synthetic.penguins(rows, seed=0).to_csv(data, index=False)
+    document = yaml.safe_load(default_spec_path().read_text())
+    document["source"]["uri"] = str(data)
+    document["training"]["candidates"] = {name: {"estimator": name, "trials": trials} for name in CANDIDATES}
+    spec = folder / "spec.yaml"
+    spec.write_text(yaml.safe_dump(document, sort_keys=False))
+    return spec
+
+
+def child_environment(home: Path, spec: Path, workdir: Path, omp_threads: int | None) -> dict[str, str]:
+    """What ``mlplatform run --home HOME --spec SPEC`` sets up, with no MLPLATFORM_/DAGSTER_ settings of the
+    bench's own leaking in, and bytecode caching on (a process per step must not recompile the project)."""
+    from mlplatform.cli import instance_config
+
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(instance_config(), dagster_home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", str(workdir / "pycache"))
+    env |= {"MLPLATFORM_HOME": str(home), "MLPLATFORM_SPEC": str(spec), "DAGSTER_HOME": str(dagster_home)}
+    env["MLPLATFORM_DEPLOY"] = "none"  # the prepare step materializes no deployment either
+    if omp_threads:
+        env["OMP_NUM_THREADS"] = str(omp_threads)
+    return env
+
+
+def _prepare_child(args: argparse.Namespace) -> dict:
+    """Materialize everything upstream of candidate_models (in-process), so every side starts from it."""
+    import dagster as dg
+
+    # raw_batch starts importing Great Expectations on a thread (quality.prepare_in_background); that import
+    # initializes sqlalchemy.orm while this thread's instance queries may already use it, half-initialized
+    # ("partially initialized module 'sqlalchemy.orm.exc'"). Initializing it here first avoids the race.
+    import sqlalchemy.orm  # noqa: F401
+
+    from mlplatform import definitions
+
+    candidate_models = dg.AssetSelection.assets("candidate_models")
+    upstream = (candidate_models.upstream() - candidate_models).required_multi_asset_neighbors()
+    upstream = upstream.resolve(definitions.defs.resolve_asset_graph())
+    clock = time.perf_counter()
+    with dg.DagsterInstance.get() as instance:
+        _execute(instance, args.spec, sorted(upstream))
+    return {"wall": time.perf_counter() - clock, "assets": sorted(key.to_user_string() for key in upstream)}
+
+
+def _dagster_child(args: argparse.Namespace) -> dict:
+    """One Dagster run of candidate_models alone, with the executor MLPLATFORM_EXECUTOR names."""
+    started = time.perf_counter()
+    import dagster as dg
+    import joblib
+
+    from mlplatform import definitions  # noqa: F401  (the Definitions are built here, inside the import time)
+    from mlplatform.settings import Settings
+
+    imported = time.perf_counter()
+    with dg.DagsterInstance.get() as instance:
+        clock = time.perf_counter()
+        result = _execute(instance, args.spec, [dg.AssetKey("candidate_models")])
+        wall = time.perf_counter() - clock
+        steps = {
+            stats.step_key: {"seconds": stats.end_time - stats.start_time}
+            for stats in instance.get_run_step_stats(result.run_id)
+        }
+        # The multiprocess executor's own cost per step: from asking for a worker to the step starting in it.
+        asked: dict[str, float] = {}
+        for record in instance.all_logs(
+            result.run_id, of_type={dg.DagsterEventType.STEP_WORKER_STARTING, dg.DagsterEventType.STEP_START}
+        ):
+            if record.dagster_event.event_type == dg.DagsterEventType.STEP_WORKER_STARTING:
+                asked[record.step_key] = record.timestamp
+            elif record.step_key in asked:
+                steps[record.step_key]["launch"] = record.timestamp - asked[record.step_key]
+    settings = Settings.from_env()
+    tuned = joblib.load(Path(settings.artifact_root) / "assets" / "candidate_models.joblib")
+    return {
+        "executor": settings.executor,
+        "imports": imported - started,
+        "wall": wall,
+        "steps": steps,
+        "candidates": _summarize(tuned.values()),
+    }
+
+
+def _execute(instance, spec: Path, assets: list):
+    import dagster as dg
+
+    from mlplatform import definitions
+
+    result = dg.execute_job(
+        dg.reconstructable(definitions.materialize_all_job),
+        instance=instance,
+        run_config=definitions.run_config(spec),
+        tags={"mlplatform/launched_by": "bench/search.py"},
+        asset_selection=assets,
+    )
+    if not result.success:
+        raise SystemExit(f"run {result.run_id} of {[key.to_user_string() for key in assets]} failed")
+    return result
+
+
+def _serial_child(args: argparse.Namespace) -> dict:
+    """``tune_all`` on the stored feature pipeline and training split: the baseline, in this one process."""
+    started = time.perf_counter()
+    import joblib
+    import pandas as pd
+
+    from mlplatform.lib import candidates
+    from mlplatform.lib.spec import load_spec
+    from mlplatform.settings import Settings
+
+    imported = time.perf_counter()
+    stored = Path(Settings.from_env().artifact_root) / "assets"
+    feature_pipeline = joblib.load(stored / "feature_pipeline.joblib")
+    training = pd.read_parquet(stored / "training_data.parquet")
+    spec = load_spec(args.spec)
+    loaded = time.perf_counter()
+    tuned = candidates.tune_all(feature_pipeline, training, spec)
+    return {
+        "imports": imported - started,
+        "load": loaded - imported,
+        "wall": time.perf_counter() - loaded,
+        "candidates": _summarize(tuned.values()),
+    }
+
+
+def _summarize(tuned) -> dict:
+    return {c.name: {"cv_score": c.cv_score, "trials": c.trials, "seconds": c.seconds} for c in tuned}
+
+
+def run_child(role: str, spec: Path, env: dict[str, str], log: Path) -> dict:
+    timings = log.with_suffix(".json")
+    command = [sys.executable, __file__, "--child", role, "--spec", str(spec), "--timings", str(timings)]
+    if role in SIDES:
+        env = {**env, "MLPLATFORM_EXECUTOR": "multiprocess" if role == "parallel" else "in_process"}
+    with log.open("w") as sink:
+        code = subprocess.run(command, env=env, cwd=log.parent, stdout=sink, stderr=subprocess.STDOUT).returncode
+    if code:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        raise RuntimeError(f"{role} failed with exit code {code}; the end of {log}:\n{tail}")
+    return json.loads(timings.read_text()) | {"load_average": os.getloadavg()[0]}
+
+
+def measure_size(rows: int, trials: int, repeat: int, workdir: Path, omp_threads: int | None) -> dict:
+    folder = workdir / str(rows)
+    spec = write_spec(folder, rows, trials)
+    env = child_environment(folder / "home", spec, workdir, omp_threads)
+    load_before = os.getloadavg()
+    prepared = run_child("prepare", spec, env, folder / "prepare.log")
+    print(f"{rows:>7,} rows: upstream assets materialized in {prepared['wall']:.1f} s (not timed)", flush=True)
+    runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+    order = list(SIDES)
+    for index in range(repeat):
+        for side in order[index % 3 :] + order[: index % 3]:  # rotate the order against drift in the load
+            measured = run_child(side, spec, env, folder / f"{side}-{index}.log")
+            runs[side].append(measured)
+            print(
+                f"{rows:>7,} rows  run {index + 1}/{repeat}  {side:<10} {measured['wall']:7.2f} s"
+                f"  (load average {measured['load_average']:.2f})",
+                flush=True,
+            )
+    return {
+        "rows": rows,
+        "trials": trials,
+        "repeat": repeat,
+        "omp_threads": omp_threads,
+        "runs": runs,
+        "load_average": [load_before, os.getloadavg()],
+    }
+
+
+def differences(runs: dict[str, list[dict]]) -> list[str]:
+    """Every candidate's cv score and trial count must be the same in every run of every side."""
+    found = []
+    for name in CANDIDATES:
+        seen = {
+            (run["candidates"][name]["cv_score"], run["candidates"][name]["trials"])
+            for side_runs in runs.values()
+            for run in side_runs
+        }
+        if len(seen) > 1:
+            found.append(f"{name}: (cv score, trials) differ between runs: {sorted(seen)}")
+    return found
+
+
+def report(size: dict, metric: str) -> tuple[str, list[str]]:
+    from mlplatform.lib.evaluation import natural
+
+    runs = size["runs"]
+
+    def best_median(values: list[float]) -> tuple[float, float]:
+        return min(values), statistics.median(values)
+
+    def best_reached(run: dict) -> str:
+        scores = run["candidates"]
+        winner = max(scores, key=lambda name: scores[name]["cv_score"])
+        return f"{natural(metric, scores[winner]['cv_score']):.4f} ({winner})"
+
+    walls = {side: best_median([run["wall"] for run in runs[side]]) for side in SIDES}
+    threads = f", OMP_NUM_THREADS={size['omp_threads']}" if size["omp_threads"] else ""
+    before, after = size["load_average"]
+    lines = [
+        f"\n== {size['rows']:,} rows: 3 candidates x {size['trials']} trials, {size['repeat']} repeat(s){threads}; "
+        f"1-min load average {before[0]:.2f} before, {after[0]:.2f} after ==",
+        f"  {'side':<42}{'wall s best / median':>22}{'÷ serial best / median':>26}{'imports s':>11}"
+        f"   best cv {metric} reached",
+    ]
+    for side, label in SIDES.items():
+        low, middle = walls[side]
+        ratio = f"{low / walls['serial'][0]:.2f}x / {middle / walls['serial'][1]:.2f}x"
+        imports = statistics.median(run["imports"] for run in runs[side])
+        reached = {best_reached(run) for run in runs[side]}
+        lines.append(
+            f"  {side + ' (' + label + ')':<42}{low:>10.2f} / {middle:<9.2f}{ratio:>24}{imports:>11.2f}"
+            f"   {' / '.join(sorted(reached))}"
+        )
+    mismatches = differences(runs)
+    load = statistics.median(run["load"] for run in runs["serial"])
+    lines.append(f"  serial: reading the stored feature_pipeline and training_data took {load:.2f} s, outside its wall")
+    if mismatches:
+        lines.append("  !!! the sides reached DIFFERENT scores: see the end of the output !!!")
+    else:
+        lines.append("  every candidate's cv score is identical on every side and in every run (seeded searches)")
+
+    lines += [
+        "",
+        "  median seconds per step; search = the candidate's TunedCandidate.seconds (trials + refit), step = the",
+        "  Dagster step's start to success, launch = from the executor asking for a worker to the step's start",
+        f"  {'step':<38}{'serial search':>14}{'in_process search, step':>26}{'parallel search, step, launch':>32}",
+    ]
+    for step in ("plan_candidates", *(f"tune_candidate[{name}]" for name in CANDIDATES), "collect_candidates"):
+        tuned = re.fullmatch(r"tune_candidate\[(.+)\]", step)
+
+        def search(side: str, tuned=tuned) -> float | None:
+            return _median(run["candidates"][tuned.group(1)]["seconds"] for run in runs[side]) if tuned else None
+
+        def stat(side: str, key: str, step=step) -> float | None:
+            return _median(run["steps"].get(f"candidate_models.{step}", {}).get(key) for run in runs[side])
+
+        cells = (
+            _cells(14, search("serial")),
+            _cells(18, search("in_process")) + _cells(8, stat("in_process", "seconds")),
+            _cells(16, search("parallel")) + _cells(8, stat("parallel", "seconds"), stat("parallel", "launch")),
+        )
+        lines.append(f"  {step:<38}" + "".join(cells))
+    return "\n".join(lines), mismatches
+
+
+def _median(values) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def _cells(width: int, *values: float | None) -> str:
+    return "".join(f"{'-' if value is None else f'{value:.2f}':>{width}}" for value in values)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=list(DEFAULT_ROWS), help="synthetic data sizes")
+    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="Optuna trials per candidate")
+    parser.add_argument("--repeat", "--repeats", type=int, default=3, help="timed runs per side and size")
+    parser.add_argument("--omp-threads", type=int, help="set OMP_NUM_THREADS in every child (default: unset)")
+    parser.add_argument("--workdir", type=Path, help="keep data, homes and logs here (default: a temp dir, removed)")
+    parser.add_argument("--child", choices=("prepare", *SIDES), help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--timings", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.child:
+        child = {"prepare": _prepare_child, "serial": _serial_child}.get(args.child, _dagster_child)
+        args.timings.write_text(json.dumps(child(args)))
+        return 0
+
+    from mlplatform.lib.spec import load_spec
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mlplatform-bench-search-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"{os.cpu_count()} cores; working in {workdir}", flush=True)
+    sizes = []
+    try:
+        for rows in args.rows:
+            sizes.append(measure_size(rows, args.trials, args.repeat, workdir, args.omp_threads))
+        metric = load_spec(workdir / str(args.rows[0]) / "spec.yaml").problem.primary_metric
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("\nWall seconds of the search alone (imports excluded); ratio = side ÷ serial (lower is better).")
+    mismatches = []
+    for size in sizes:
+        text, found = report(size, metric)
+        print(text)
+        mismatches += [f"{size['rows']:,} rows: {line}" for line in found]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    saved = RESULTS / f"search-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    saved.write_text(json.dumps(sizes))
+    print(f"\nall measurements: {saved}")
+    if mismatches:
+        print("\n!!! THE SIDES DID NOT REACH THE SAME SCORES: the seeded searches are not reproducible !!!")
+        print("\n".join(mismatches))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
