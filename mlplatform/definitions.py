@@ -19,6 +19,7 @@ from mlplatform.defs.training import assets as training_assets
 from mlplatform.resources import (
     ArtifactIOManager,
     ArtifactStore,
+    Compute,
     ImageRegistry,
     LocalServing,
     ModelRegistry,
@@ -46,6 +47,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "artifacts": ArtifactStore(root=settings.artifact_root),
         "io_manager": ArtifactIOManager(root=settings.artifact_root),
         "registry": ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root),
+        "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
     }
     if settings.deploy == "local":
         resources["local_serving"] = LocalServing(

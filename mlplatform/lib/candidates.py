@@ -4,6 +4,8 @@ optional cap in seconds). Each candidate is tuned on its own, so each can run as
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from sklearn.ensemble import (
 )
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+from threadpoolctl import threadpool_limits
 
 from mlplatform.lib.evaluation import scorer_for
 from mlplatform.lib.spec import Candidate, ProjectSpec, SearchRange
@@ -107,9 +110,32 @@ class TunedCandidate:
     seconds: float
 
 
-def tune(name: str, candidate: Candidate, features: np.ndarray, target: pd.Series, spec: ProjectSpec) -> TunedCandidate:
+def threads_per_step(concurrent_steps: int) -> int:
+    """The threads each of ``concurrent_steps`` searches running side by side on this machine may use: its
+    share of the cores. Histogram gradient boosting (OpenMP) and BLAS would otherwise each start a thread
+    per core, and on 2 cores two such steps ran 1.2x slower together than one after the other."""
+    cores = len(os.sched_getaffinity(0))
+    return max(1, cores // max(1, min(cores, concurrent_steps)))
+
+
+def tune(
+    name: str,
+    candidate: Candidate,
+    features: np.ndarray,
+    target: pd.Series,
+    spec: ProjectSpec,
+    threads: int | None = None,
+) -> TunedCandidate:
     """Search the candidate's space with Optuna (TPE, seeded), scoring each trial by cross-validation on the
-    training features; then refit the best on all of them."""
+    training features; then refit the best on all of them. ``threads`` caps the OpenMP and BLAS threads of
+    the search (None: as many as the libraries like, all the cores)."""
+    with threadpool_limits(limits=threads) if threads else contextlib.nullcontext():
+        return _tune(name, candidate, features, target, spec)
+
+
+def _tune(
+    name: str, candidate: Candidate, features: np.ndarray, target: pd.Series, spec: ProjectSpec
+) -> TunedCandidate:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

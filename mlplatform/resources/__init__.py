@@ -2,6 +2,7 @@
 model registry, and where the champion is deployed."""
 
 from mlplatform.resources.artifacts import ArtifactIOManager, ArtifactStore
+from mlplatform.resources.compute import Compute
 from mlplatform.resources.deployment import ImageRegistry, LocalServing
 from mlplatform.resources.project import ProjectSpecResource
 from mlplatform.resources.registry import ModelRegistry
@@ -9,6 +10,7 @@ from mlplatform.resources.registry import ModelRegistry
 __all__ = [
     "ArtifactIOManager",
     "ArtifactStore",
+    "Compute",
     "ImageRegistry",
     "LocalServing",
     "ModelRegistry",

@@ -54,6 +54,28 @@ def test_a_seeded_search_is_reproducible(spec) -> None:
     assert (first.best_params, first.cv_score) == (again.best_params, again.cv_score)
 
 
+def test_a_search_capped_to_one_thread_reaches_the_same_model(spec) -> None:
+    features, target = xor()
+    candidate = Candidate(estimator="hist_gradient_boosting", trials=3)
+    free = candidates.tune("boost", candidate, features, target, spec)
+    capped = candidates.tune("boost", candidate, features, target, spec, threads=1)
+
+    assert (capped.best_params, capped.cv_score) == (free.best_params, free.cv_score)
+
+
+@pytest.mark.parametrize(
+    ("concurrent", "at_least", "at_most"), [(1, "cores", "cores"), (3, 1, "cores"), (10_000, 1, 1)]
+)
+def test_parallel_searches_share_the_cores(concurrent: int, at_least, at_most) -> None:
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    threads = candidates.threads_per_step(concurrent)
+
+    assert (cores if at_least == "cores" else at_least) <= threads <= (cores if at_most == "cores" else at_most)
+    assert threads * min(concurrent, cores) <= cores  # never more threads than cores in all
+
+
 def test_fixed_params_and_a_custom_space(spec) -> None:
     features, target = xor()
     candidate = Candidate(

@@ -8,7 +8,7 @@ from sklearn.compose import ColumnTransformer
 from mlplatform.lib import candidates, training
 from mlplatform.lib.candidates import TunedCandidate
 from mlplatform.lib.evaluation import natural
-from mlplatform.resources import ProjectSpecResource
+from mlplatform.resources import Compute, ProjectSpecResource
 
 
 @dg.op(out=dg.DynamicOut(str))
@@ -28,14 +28,18 @@ def tune_candidate(
     feature_pipeline: ColumnTransformer,
     training_data: pd.DataFrame,
     project: ProjectSpecResource,
+    compute: Compute,
 ) -> TunedCandidate:
     """Search one candidate's hyperparameters by cross-validation on the training split."""
     spec = project.load()
-    candidate = candidates.candidates(spec)[name]
+    chosen = candidates.candidates(spec)
     features = candidates.transformed(feature_pipeline, training_data)
-    tuned = candidates.tune(name, candidate, features, training_data[spec.problem.target], spec)
+    threads = compute.threads(concurrent_steps=len(chosen))
+    if threads:
+        context.log.info(f"{name}: {threads} thread(s), this step's share of the cores beside the other searches")
+    tuned = candidates.tune(name, chosen[name], features, training_data[spec.problem.target], spec, threads)
     metric = spec.problem.primary_metric
-    called = name if name == candidate.estimator else f"{name} ({candidate.estimator})"
+    called = name if name == chosen[name].estimator else f"{name} ({chosen[name].estimator})"
     context.log.info(
         f"{called}: cv {metric} {natural(metric, tuned.cv_score):.4f} ± {tuned.cv_std:.4f} "
         f"after {tuned.trials} trial(s) in {tuned.seconds:.1f} s; best {tuned.best_params}"
