@@ -19,18 +19,20 @@ class ClusterError(RuntimeError):
     pass
 
 
-def local_cluster_script() -> Path:
-    """MLPLATFORM_LOCAL_CLUSTER, else ``shared/k8s/local-cluster`` beside this checkout or one of its parents."""
+# Where this workplace keeps it; a clone elsewhere (CI's) finds it here when not beside the checkout.
+WORKPLACE_SCRIPT = Path("/work/shared/k8s/local-cluster")
+
+
+def local_cluster_script() -> Path | None:
+    """MLPLATFORM_LOCAL_CLUSTER; else ``shared/k8s/local-cluster`` beside this checkout or one of its parents,
+    or in the workplace; None on a machine that has none."""
     if os.environ.get("MLPLATFORM_LOCAL_CLUSTER"):
         return Path(os.environ["MLPLATFORM_LOCAL_CLUSTER"])
     for folder in [PROJECT_ROOT, *PROJECT_ROOT.parents]:
         candidate = folder / "shared" / "k8s" / "local-cluster"
         if candidate.is_file():
             return candidate
-    raise ClusterError(
-        f"no shared/k8s/local-cluster beside {PROJECT_ROOT} or its parents: set MLPLATFORM_LOCAL_CLUSTER to the "
-        "script that starts this machine's Docker engine, registry and Kubernetes"
-    )
+    return WORKPLACE_SCRIPT if WORKPLACE_SCRIPT.is_file() else None
 
 
 def exports(text: str) -> dict[str, str]:
@@ -48,6 +50,11 @@ def exports(text: str) -> dict[str, str]:
 def local_cluster() -> Iterator[dict[str, str]]:
     """The cluster's environment (DOCKER_HOST, KUBECONFIG, MLPLATFORM_REGISTRY, PATH, ...), up for the block."""
     script = local_cluster_script()
+    if script is None:
+        raise ClusterError(
+            f"no shared/k8s/local-cluster beside {PROJECT_ROOT}, its parents or {WORKPLACE_SCRIPT.parent}: set "
+            "MLPLATFORM_LOCAL_CLUSTER to the script that starts this machine's Docker engine and registry"
+        )
     already_up = subprocess.run([script, "status"], capture_output=True).returncode == 0
     up = subprocess.run([script, "up"], capture_output=True, text=True, timeout=UP_SECONDS)
     if up.returncode != 0:

@@ -79,7 +79,7 @@ def settings(tmp_path: Path) -> Settings:
 # Real servers (see mlplatform_tests/servers.py), imported here because this section was appended.
 from collections.abc import Iterator  # noqa: E402
 
-from mlplatform_tests.servers import S3Bucket, S3Server, running_moto_server  # noqa: E402
+from mlplatform_tests.servers import S3Bucket, S3Server, free_port, running_moto_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +109,7 @@ def s3_bucket(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 import signal  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 
+from mlplatform.lib.deployment import LocalDeployment  # noqa: E402
 from mlplatform_tests.servers_dagster import (  # noqa: E402
     DagsterServers,
     dagster_dev,
@@ -127,10 +128,24 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterServ
     and stopped with SIGTERM: leaving the session fails unless every process of the stack exited by
     itself, in time, with nothing killed and nothing left running."""
     home = tmp_path_factory.mktemp("dagster_ui") / "home"
-    environment = {"MLPLATFORM_SPEC": str(default_spec_path())}
+    # The graph a user gets by default, the local deployment included, on a port of its own.
+    environment = {
+        "MLPLATFORM_SPEC": str(default_spec_path()),
+        "MLPLATFORM_DEPLOY": "local",
+        "MLPLATFORM_SERVE_PORT": str(free_port()),
+    }
+    settings = Settings.from_env({"MLPLATFORM_HOME": str(home), **environment})
+    served = LocalDeployment(
+        settings.deployment_home,
+        port=settings.serve_port,
+        bentoml_home=settings.bentoml_home,
+        prediction_log=settings.prediction_log,
+    )
     with ExitStack() as stack:
+        stack.callback(served.stop)  # the server outlives the runs and the UI, as it does for a user
         with sigint_ignored():
             servers = stack.enter_context(dagster_dev(home, environment=environment, stop_signal=signal.SIGTERM))
+        servers.local_deployment = served
         wait_for_code_location(servers)
         yield servers
 

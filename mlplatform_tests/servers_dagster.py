@@ -109,6 +109,7 @@ class DagsterServers:
     log_path: Path
     process: subprocess.Popen
     shutdown: Shutdown = field(default_factory=Shutdown)
+    local_deployment: object = None  # the LocalDeployment its runs serve from, when the test set one up
 
     def graphql(self, query: str, timeout: float = 60, **variables: object) -> dict:
         response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=timeout)

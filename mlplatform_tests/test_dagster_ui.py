@@ -3,10 +3,12 @@ API as the UI drives it: load the code location, "Materialize all", read back wh
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from mlplatform.cli import instance_config
@@ -75,6 +77,24 @@ def test_materialize_all_materializes_every_asset(dagster_ui: DagsterServers, ma
     materialized = {tuple(event["assetKey"]["path"]) for event in run["assetMaterializations"]}
     assert ("evaluation_report",) in defined
     assert materialized == defined
+
+
+def test_materialize_all_leaves_the_champion_served(dagster_ui: DagsterServers, materialized_run: str) -> None:
+    """The run ended, its worker process is gone, and the champion answers on the configured port."""
+    run_id, metadata = latest_metadata(dagster_ui, "local_deployment")
+    assert run_id == materialized_run
+    _, champion = latest_metadata(dagster_ui, "champion_model")
+    running = dagster_ui.local_deployment.current()
+    assert running is not None and running.model_tag == metadata["model_tag"] == champion["tag"]
+
+    response = requests.post(
+        f"{running.url}/predict",
+        json=json.loads(metadata["example_row"]),
+        headers={"Authorization": f"Bearer {Path(metadata['token']).read_text()}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["model_tag"] == champion["tag"]
 
 
 def test_evaluation_report_metadata_holds_holdout_metrics(dagster_ui: DagsterServers, materialized_run: str) -> None:
