@@ -8,10 +8,12 @@ renamed into place, so a crash never leaves a half-written artifact where a read
 from __future__ import annotations
 
 import io
+import shutil
 
 import dagster as dg
 import joblib
 import pandas as pd
+from pydantic import Field
 from upath import UPath
 
 from mlplatform.lib.storage import is_local, write_atomically, write_parquet
@@ -39,6 +41,11 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
     """
 
     root: str
+    keep_runs: int = Field(
+        default=5,
+        description="Step outputs inside graph-backed assets (tuned candidates) are kept per run for the last "
+        "this many finished runs (re-executing a run from a failure reads them); older runs' are deleted.",
+    )
 
     def _base(self, context: dg.InputContext | dg.OutputContext) -> UPath:
         if context.has_asset_key:
@@ -56,6 +63,25 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
             target = base.with_name(base.name + ".joblib")
             write_atomically(target, lambda destination: joblib.dump(obj, destination))
         context.add_output_metadata({"path": dg.MetadataValue.path(str(target))})
+        if not context.has_asset_key:
+            self._forget_old_runs(context.step_context.instance)
+
+    def _forget_old_runs(self, instance: dg.DagsterInstance) -> None:
+        """Delete the step outputs of finished runs older than the last ``keep_runs``. Runs still going, and
+        folders of runs this instance does not know (another instance may share the storage), are left alone."""
+        steps = UPath(self.root) / "steps"
+        folders = {folder.name: folder for folder in steps.iterdir()} if steps.exists() else {}
+        if len(folders) <= self.keep_runs:
+            return
+        records = instance.get_run_records(dg.RunsFilter(run_ids=list(folders)))
+        finished = [record for record in records if record.dagster_run.is_finished]
+        finished.sort(key=lambda record: record.end_time or record.create_timestamp.timestamp(), reverse=True)
+        for record in finished[self.keep_runs :]:
+            folder = folders[record.dagster_run.run_id]
+            if is_local(folder):
+                shutil.rmtree(folder.path, ignore_errors=True)
+            else:
+                folder.fs.rm(folder.path, recursive=True)
 
     def load_input(self, context: dg.InputContext) -> object:
         base = self._base(context)
