@@ -108,7 +108,6 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
 
     with stage("raw_batch"):
         spec = load_spec(spec_path)
-        quality.prepare_in_background()
         batch = batches.arriving_batch(spec, ledger)
         if ledger.current_profile() is None:
             ingest.check_columns(spec, batch.frame)

@@ -83,11 +83,6 @@ def _prepare_child(args: argparse.Namespace) -> dict:
     """Materialize everything upstream of candidate_models (in-process), so every side starts from it."""
     import dagster as dg
 
-    # raw_batch starts importing Great Expectations on a thread (quality.prepare_in_background); that import
-    # initializes sqlalchemy.orm while this thread's instance queries may already use it, half-initialized
-    # ("partially initialized module 'sqlalchemy.orm.exc'"). Initializing it here first avoids the race.
-    import sqlalchemy.orm  # noqa: F401
-
     from mlplatform import definitions
 
     candidate_models = dg.AssetSelection.assets("candidate_models")

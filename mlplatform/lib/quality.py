@@ -6,8 +6,7 @@
 3. expectations the user lists in the spec, by their GX name.
 
 Each rule carries a severity: ``error`` blocks what is downstream, ``warn`` only annotates. GX itself is
-imported only by ``validate`` (or ahead of it by ``prepare_in_background``), so code that does not validate
-never pays for its import.
+imported only by ``validate``, so code that does not validate never pays for its import.
 """
 
 from __future__ import annotations
@@ -374,47 +373,12 @@ def validate(frame: pd.DataFrame, rules: list[Rule], suite: str, docs_dir: Path 
     return QualityReport(suite, len(frame), outcomes, time.perf_counter() - started, docs_index)
 
 
-def prepare_in_background() -> None:
-    """Import GX and build what ``validate`` needs on another thread, so that those seconds (GX's import is the
-    largest part of a small run's validation) overlap whatever the caller does next, such as reading the batch
-    that is about to be validated. ``validate`` waits for this work if it is still going."""
-    if _runtime:  # built, or being built
-        return
-    # Here, not on the new thread: setenv while another thread calls getenv is unsafe in C.
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    _runtime["preparing"] = threading.Thread(target=_prepare, name="mlplatform-gx-import", daemon=True)
-    _runtime["preparing"].start()
-
-
 # What every quick pass shares: one ephemeral GX context with one pandas data source, built once per process.
 # Building them costs more than a small suite's whole run (each addition re-serializes the context's
 # configuration as YAML). The lock lets one thread at a time build or use them.
 _runtime: dict = {}
 _runtime_lock = threading.Lock()
 _NO_ROWS = pd.DataFrame()
-# One rule of each kind the suites are built from, run once on two rows to warm GX's per-kind set-up.
-_WARM_UP_RULES = [
-    Rule("expect_column_to_exist", {"column": "x"}, "error", "warm-up"),
-    Rule("expect_column_to_exist", {"column": "y"}, "error", "warm-up"),
-    Rule("expect_column_values_to_not_be_null", {"column": "x", "mostly": 0.5}, "error", "warm-up"),
-    Rule("expect_column_values_to_be_between", {"column": "x", "min_value": 0, "max_value": 3}, "error", "warm-up"),
-    Rule("expect_column_values_to_be_in_set", {"column": "y", "value_set": ["a", "b"]}, "error", "warm-up"),
-    Rule(
-        "expect_column_values_to_be_in_type_list", {"column": "x", "type_list": list(NUMERIC_TYPES)}, "error", "warm-up"
-    ),
-    Rule("expect_compound_columns_to_be_unique", {"column_list": ["x", "y"]}, "error", "warm-up"),
-    Rule("expect_column_unique_value_count_to_be_between", {"column": "y", "min_value": 2}, "error", "warm-up"),
-]
-
-
-def _prepare() -> None:
-    try:
-        with _runtime_lock:
-            batch_definition = _batch_definition()
-            warm_up = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]})
-            _run_quick(batch_definition, warm_up, _WARM_UP_RULES, "warm-up")
-    except Exception:  # validate() tries again on its own thread and raises there, where a check reports it
-        logging.getLogger(__name__).debug("preparing Great Expectations in the background failed", exc_info=True)
 
 
 def _quick_pass(view: pd.DataFrame, rules: list[Rule], suite: str) -> bool:

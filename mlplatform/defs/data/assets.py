@@ -7,7 +7,6 @@ import pandas as pd
 from pydantic import Field
 
 from mlplatform.defs.data.batches import batch_of, latest_data_version, ledger
-from mlplatform.defs.quality.preparation import prepare_checks
 from mlplatform.lib import batches, cleaning, ingest
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
@@ -28,7 +27,6 @@ def raw_batch(
 ) -> Iterator[dg.Output[pd.DataFrame]]:
     """The next batch from the spec's source, as it arrived: the whole source, or a folder's oldest new file."""
     spec = project.load()
-    prepare_checks(context)  # the batch's check needs Great Expectations: import it while the batch is read
     batch_ledger = ledger(artifacts)
     context.log.info(f"Looking for a new batch in {spec.source.kind} source {spec.source.uri} ({spec.name})")
     try:
