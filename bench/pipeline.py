@@ -97,15 +97,6 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
     def registry_for(spec) -> Registry:  # the ModelRegistry resource's for_project()
         return Registry(home / "bentoml", str(artifacts), spec.name)
 
-    def gate(challenger: registry.ModelVersion, holdout, spec, models: Registry) -> promotion.Verdict:
-        """mlplatform.defs.registry.assets.gate, which a plain script cannot import without importing Dagster."""
-        challenger_metrics = evaluation.score(models.load(challenger.tag).model, holdout, spec)
-        champion = models.champion()
-        if champion is None:
-            return promotion.judge(challenger_metrics, None, spec)
-        champion_metrics = evaluation.score(models.load(champion.tag).model, holdout, spec)
-        return promotion.judge(challenger_metrics, champion_metrics, spec, champion.tag)
-
     with stage("raw_batch"):
         spec = load_spec(spec_path)
         batch = batches.arriving_batch(spec, ledger)
@@ -169,13 +160,13 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
         challenger = registry_for(spec).save(model, schema=schema, labels=labels, metrics=result.metrics)
     with stage("challenger_model_challenger_beats_champion"):
         spec = load_spec(spec_path)
-        verdict = gate(challenger, holdout, spec, registry_for(spec))
+        verdict = promotion.gate(challenger, holdout, spec, registry_for(spec))
         if not verdict.promote:
             raise SystemExit(f"{challenger.tag} did not pass the promotion gate: {verdict.summary}")
     with stage("champion_model"):
         spec = load_spec(spec_path)
         models = registry_for(spec)
-        verdict = gate(challenger, holdout, spec, models)  # the asset judges again, as it does
+        verdict = promotion.gate(challenger, holdout, spec, models)  # the asset judges again, as it does
         evidence = {"challenger": verdict.challenger, "champion": verdict.champion}
         by = f"promotion gate ({getpass.getuser()})"
         change = models.promote(

@@ -20,18 +20,13 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
 
 
 def _deployment():
-    from mlplatform.lib.deployment import LocalDeployment
+    from mlplatform.resources import LocalServing
     from mlplatform.settings import Settings
 
     settings = Settings.from_env()
     if settings.deploy != "local":
         raise LookupError(f"MLPLATFORM_DEPLOY={settings.deploy}: there is no local deployment to manage")
-    return LocalDeployment(
-        settings.deployment_home,
-        port=settings.serve_port,
-        bentoml_home=settings.bentoml_home,
-        prediction_log=settings.prediction_log,
-    )
+    return LocalServing.for_settings(settings).deployment()
 
 
 def _serve(args: argparse.Namespace) -> int:

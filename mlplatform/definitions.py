@@ -50,12 +50,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
     }
     if settings.deploy == "local":
-        resources["local_serving"] = LocalServing(
-            folder=str(settings.deployment_home),
-            port=settings.serve_port,
-            bentoml_home=str(settings.bentoml_home),
-            prediction_log=str(settings.prediction_log),
-        )
+        resources["local_serving"] = LocalServing.for_settings(settings)
     if settings.image_registry:
         resources["images"] = ImageRegistry(registry=settings.image_registry, bentoml_home=str(settings.bentoml_home))
     return resources
@@ -85,18 +80,20 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         )
     domains = [data_assets, quality_assets, feature_assets, training_assets, evaluation_assets, registry_assets]
     deployment = deployment_assets_for(settings)
-    deploy_jobs = [
-        dg.define_asset_job(
-            DEPLOY_CHAMPION,
-            selection=dg.AssetSelection.assets(*deployment),
-            description="Build the current champion's bento again and deploy it (after a reboot, say).",
+    deploy_jobs = []
+    if deployment:
+        deploy_jobs.append(
+            dg.define_asset_job(
+                DEPLOY_CHAMPION,
+                selection=dg.AssetSelection.assets(*deployment),
+                description="Build the current champion's bento again and deploy it (after a reboot, say).",
+            )
         )
-    ]
     return dg.Definitions(
         assets=[*dg.load_assets_from_modules(domains), *deployment],
         asset_checks=dg.load_asset_checks_from_modules([quality_checks, registry_checks]),
         jobs=[
-            *(deploy_jobs if deployment else []),
+            *deploy_jobs,
             dg.define_asset_job(
                 MATERIALIZE_ALL,
                 selection=dg.AssetSelection.all(),

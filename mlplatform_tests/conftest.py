@@ -109,7 +109,7 @@ def s3_bucket(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 import signal  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 
-from mlplatform.lib.deployment import LocalDeployment  # noqa: E402
+from mlplatform.resources import LocalServing  # noqa: E402
 from mlplatform_tests.servers_dagster import (  # noqa: E402
     DagsterServers,
     dagster_dev,
@@ -134,13 +134,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterServ
         "MLPLATFORM_DEPLOY": "local",
         "MLPLATFORM_SERVE_PORT": str(free_port()),
     }
-    settings = Settings.from_env({"MLPLATFORM_HOME": str(home), **environment})
-    served = LocalDeployment(
-        settings.deployment_home,
-        port=settings.serve_port,
-        bentoml_home=settings.bentoml_home,
-        prediction_log=settings.prediction_log,
-    )
+    served = LocalServing.for_settings(Settings.from_env({"MLPLATFORM_HOME": str(home), **environment})).deployment()
     with ExitStack() as stack:
         stack.callback(served.stop)  # the server outlives the runs and the UI, as it does for a user
         with sigint_ignored():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -113,26 +112,9 @@ class LocalServer:
             time.sleep(0.2)
         raise BentoError(f"bentoml serve at {self.url} was not ready within {timeout:.0f} s:\n{self.log_tail()}")
 
-    def stop(self, timeout: float = STOP_SECONDS) -> int:
-        """SIGTERM to the server, whose process manager stops the workers (they finish their requests and run
-        their shutdown hooks); SIGKILL to the server and to any of its workers still alive after ``timeout``.
-        The workers run in sessions of their own, so they are found as the server's children, not by group."""
-        try:
-            workers = psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            workers = []
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        _, alive = psutil.wait_procs(workers, timeout=timeout)
-        for worker in alive:
-            worker.kill()
-        psutil.wait_procs(alive, timeout=5)
-        return self.process.returncode
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        stop_server(self.process.pid, timeout)
+        self.process.poll()  # psutil reaped it; let Popen know
 
     def log_tail(self) -> str:
         return _tail(self.log_path.read_text(errors="replace")) if self.log_path.exists() else "(no log)"
@@ -172,6 +154,23 @@ def serve(
             start_new_session=True,
         )
     return LocalServer(process, f"http://{host}:{port}", log_path)
+
+
+def stop_server(pid: int, timeout: float = STOP_SECONDS) -> None:
+    """SIGTERM to a ``bentoml serve`` process, whose process manager stops the workers (they finish their
+    requests and run their shutdown hooks); SIGKILL to the server and to any of its workers still alive after
+    ``timeout``. The workers run in sessions of their own, so they are found as the server's children, not by
+    group. Works for a server started by any process, this one or an earlier run."""
+    try:
+        server = psutil.Process(pid)
+        workers = server.children(recursive=True)
+        server.terminate()
+    except psutil.NoSuchProcess:
+        return
+    _, alive = psutil.wait_procs([server, *workers], timeout=timeout)
+    for process in alive:
+        process.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _tail(text: str, lines: int = 40) -> str:

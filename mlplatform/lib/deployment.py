@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 from upath import UPath
 
-from mlplatform.lib.bento import BentoError, serve
+from mlplatform.lib.bento import BentoError, serve, stop_server
 from mlplatform.lib.storage import write_atomically
 
 STATE_FILE = "server.json"
@@ -154,13 +154,7 @@ def stop(running: RunningServer, timeout: float = 30) -> None:
     """Stop a server started by any process (this one or an earlier run): its workers with it."""
     if not is_alive(running):
         return
-    server = psutil.Process(running.pid)
-    workers = server.children(recursive=True)
-    server.terminate()
-    _, alive = psutil.wait_procs([server, *workers], timeout=timeout)
-    for process in alive:
-        process.kill()
-    psutil.wait_procs(alive, timeout=5)
+    stop_server(running.pid, timeout)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _port_open(running.url):
         time.sleep(0.1)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
+from mlplatform.lib import evaluation
+from mlplatform.lib.registry import ModelVersion, Registry
 from mlplatform.lib.spec import LOWER_IS_BETTER, ProjectSpec
 
 
@@ -66,3 +70,19 @@ def judge(
     return Verdict(
         passed, tuple(reasons), metric, dict(challenger), None if champion is None else dict(champion), champion_tag
     )
+
+
+def gate(challenger: ModelVersion, holdout: pd.DataFrame, spec: ProjectSpec, models: Registry) -> Verdict:
+    """The promotion gate: score the stored challenger and the current champion on the same holdout, and judge."""
+    challenger_metrics = evaluation.score(models.load(challenger.tag).model, holdout, spec)
+    champion = models.champion()
+    if champion is None:
+        return judge(challenger_metrics, None, spec)
+    try:
+        champion_metrics = evaluation.score(models.load(champion.tag).model, holdout, spec)
+    except evaluation.EvaluationError as exc:
+        raise evaluation.EvaluationError(
+            f"champion {champion.tag} cannot be scored on this holdout ({exc}); if the data changed on purpose, "
+            f"promote {challenger.tag} by hand: mlplatform promote {challenger.tag} --reason '...'"
+        ) from exc
+    return judge(challenger_metrics, champion_metrics, spec, champion.tag)

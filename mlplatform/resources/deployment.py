@@ -8,6 +8,7 @@ import dagster as dg
 
 from mlplatform.lib import images
 from mlplatform.lib.deployment import LocalDeployment
+from mlplatform.settings import Settings
 
 
 class LocalServing(dg.ConfigurableResource):
@@ -18,6 +19,15 @@ class LocalServing(dg.ConfigurableResource):
     bentoml_home: str
     prediction_log: str
     host: str = "127.0.0.1"
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> LocalServing:
+        return cls(
+            folder=str(settings.deployment_home),
+            port=settings.serve_port,
+            bentoml_home=str(settings.bentoml_home),
+            prediction_log=str(settings.prediction_log),
+        )
 
     def deployment(self) -> LocalDeployment:
         return LocalDeployment(

@@ -12,6 +12,7 @@ import pytest
 
 from mlplatform.definitions import PROMOTE_MODEL, REPRODUCTION, build_definitions
 from mlplatform.lib.deployment import LocalDeployment
+from mlplatform.resources import LocalServing
 from mlplatform.settings import Settings
 from mlplatform_tests.defs.test_models import STRONG, WEAK, Project, materialized, metadata
 from mlplatform_tests.servers import free_port
@@ -21,13 +22,7 @@ from mlplatform_tests.servers import free_port
 def served_project(tmp_path: Path, write_spec, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("MLPLATFORM_API_TOKEN", raising=False)
     project = Project(tmp_path, write_spec, MLPLATFORM_DEPLOY="local", MLPLATFORM_SERVE_PORT=str(free_port()))
-    settings = project.settings
-    deployment = LocalDeployment(
-        settings.deployment_home,
-        port=settings.serve_port,
-        bentoml_home=settings.bentoml_home,
-        prediction_log=settings.prediction_log,
-    )
+    deployment = LocalServing.for_settings(project.settings).deployment()
     yield project, deployment
     deployment.stop()
 

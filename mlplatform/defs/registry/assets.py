@@ -9,7 +9,7 @@ from pydantic import Field
 
 from mlplatform.defs.data.batches import latest_data_version
 from mlplatform.lib import evaluation, features, promotion, registry
-from mlplatform.lib.registry import ModelVersion, Promotion, Registry
+from mlplatform.lib.registry import ModelVersion, Promotion
 from mlplatform.lib.spec import ProjectSpec
 from mlplatform.lib.training import TrainedModel
 from mlplatform.resources import ModelRegistry, ProjectSpecResource
@@ -58,22 +58,6 @@ def registry_labels(
     )
 
 
-def gate(challenger: ModelVersion, holdout: pd.DataFrame, spec: ProjectSpec, models: Registry) -> promotion.Verdict:
-    """Score the stored challenger and the current champion on the same holdout, and judge."""
-    challenger_metrics = evaluation.score(models.load(challenger.tag).model, holdout, spec)
-    champion = models.champion()
-    if champion is None:
-        return promotion.judge(challenger_metrics, None, spec)
-    try:
-        champion_metrics = evaluation.score(models.load(champion.tag).model, holdout, spec)
-    except evaluation.EvaluationError as exc:
-        raise evaluation.EvaluationError(
-            f"champion {champion.tag} cannot be scored on this holdout ({exc}); if the data changed on purpose, "
-            f"promote {challenger.tag} by hand: mlplatform promote {challenger.tag} --reason '...'"
-        ) from exc
-    return promotion.judge(challenger_metrics, champion_metrics, spec, champion.tag)
-
-
 class ChampionChange(dg.Config):
     """Leave empty to promote the challenger that passed the gate; set to promote or roll back by hand."""
 
@@ -101,7 +85,7 @@ def champion_model(
         kind = "rollback" if config.rollback else "manual"
         change = models.promote(tag, kind=kind, by=by, reason=config.reason, run_id=context.run.run_id)
     else:
-        verdict = gate(challenger_model, holdout_data, spec, models)
+        verdict = promotion.gate(challenger_model, holdout_data, spec, models)
         if not verdict.promote:  # the blocking check stops this step first; this guards a run without it
             raise dg.Failure(f"{challenger_model.tag} did not pass the promotion gate: {verdict.summary}")
         change = models.promote(
