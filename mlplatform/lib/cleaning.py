@@ -55,6 +55,8 @@ def clean(raw: pd.DataFrame, spec: ProjectSpec) -> tuple[pd.DataFrame, dict]:
             f"no rows left after cleaning (of {len(raw)}: {report['rows_without_target_dropped']} had no "
             f"target {problem.target!r}, {report['duplicate_rows_dropped']} were duplicates)"
         )
+    if problem.positive_class is not None:
+        _check_positive_class(frame[problem.target], problem.positive_class, problem.target)
     missing = frame.isna().sum()
     report["missing_values"] = {str(c): int(n) for c, n in missing.items() if n}
     report["rows_out"] = len(frame)
@@ -142,3 +144,17 @@ def _to_datetime(series: pd.Series, column: str) -> pd.Series:
         sample = ", ".join(map(repr, series[bad].unique()[:5]))
         raise CleaningError(f"time_column {column!r}: {int(bad.sum())} values are not dates (for example {sample})")
     return parsed
+
+
+def _check_positive_class(labels: pd.Series, positive: str, column: str) -> None:
+    seen = sorted(labels.astype(str).unique())
+    if len(seen) != 2:
+        raise CleaningError(
+            f"problem.positive_class {positive!r}: target {column!r} has {len(seen)} classes ({seen[:10]}); a positive "
+            "class is for a two-class target"
+        )
+    if positive not in seen:
+        hint = ""
+        if positive in ("True", "False"):
+            hint = " (YAML reads unquoted yes/no/on/off as true/false: quote the label, e.g. positive_class: 'yes')"
+        raise CleaningError(f"problem.positive_class {positive!r} is not a label of target {column!r}: {seen}{hint}")

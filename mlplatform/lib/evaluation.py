@@ -85,7 +85,8 @@ def predict(model: TrainedModel, holdout: pd.DataFrame, spec: ProjectSpec) -> Pr
 
 def metrics_of(result: Predictions, model: TrainedModel, spec: ProjectSpec) -> dict[str, float]:
     if result.probabilities is not None:
-        scores = classification_metrics(result.truth, result.predicted, result.probabilities, model.classes)
+        positive = positive_label(model.classes, spec)
+        scores = classification_metrics(result.truth, result.predicted, result.probabilities, model.classes, positive)
     else:
         scores = regression_metrics(result.truth, result.predicted)
     if spec.problem.primary_metric not in scores:
@@ -115,7 +116,9 @@ def evaluate(
     if result.probabilities is not None:
         figures = {
             "confusion_matrix": plots.confusion_matrix_png(result.truth, result.predicted, model.classes),
-            "roc_and_precision_recall": plots.roc_pr_png(result.truth, result.probabilities, model.classes),
+            "roc_and_precision_recall": plots.roc_pr_png(
+                result.truth, result.probabilities, model.classes, positive_label(model.classes, spec)
+            ),
             "calibration": plots.calibration_png(result.truth, result.probabilities, model.classes, CALIBRATION_BINS),
         }
     else:
@@ -138,8 +141,22 @@ def evaluate(
     )
 
 
-def classification_metrics(truth, predicted, probabilities, classes) -> dict[str, float]:
+def positive_label(classes, spec: ProjectSpec) -> str | None:
+    """The positive class of a two-class model: the spec's ``problem.positive_class``, else the alphabetically
+    second label (None for more than two classes)."""
+    if len(classes) != 2:
+        return None
+    chosen = spec.problem.positive_class
+    if chosen is not None and chosen not in classes:
+        raise EvaluationError(f"problem.positive_class {chosen!r} is not one of the model's classes {list(classes)}")
+    return chosen if chosen is not None else str(classes[1])
+
+
+def classification_metrics(truth, predicted, probabilities, classes, positive: str | None = None) -> dict[str, float]:
+    """``positive``: for two classes, the label that precision, recall, f1, average precision, ROC AUC and the
+    Brier score take as positive (default: the second)."""
     truth = np.asarray(truth).astype(str)
+    column = list(classes).index(positive) if positive is not None else 1
     predicted = np.asarray(predicted).astype(str)
     scores = {
         "accuracy": skm.accuracy_score(truth, predicted),
@@ -151,14 +168,21 @@ def classification_metrics(truth, predicted, probabilities, classes) -> dict[str
         "log_loss": skm.log_loss(truth, probabilities, labels=list(classes)),
         "brier": skm.brier_score_loss(truth, probabilities, labels=list(classes))
         if len(classes) > 2
-        else skm.brier_score_loss(truth == classes[1], probabilities[:, 1]),
+        else skm.brier_score_loss(truth == classes[column], probabilities[:, column]),
         "calibration_error": calibration_error(truth, probabilities, classes),
     }
+    if len(classes) == 2:  # of the positive class alone: what a yes/no target's users ask about
+        label = str(classes[column])
+        scores["precision"] = skm.precision_score(truth, predicted, pos_label=label, zero_division=0)
+        scores["recall"] = skm.recall_score(truth, predicted, pos_label=label, zero_division=0)
+        scores["f1"] = skm.f1_score(truth, predicted, pos_label=label, zero_division=0)
     present = set(truth)
     if len(present) == len(classes) and len(classes) > 1:
         # ROC AUC needs every class in the holdout; a missing one leaves it undefined, so it is left out.
         if len(classes) == 2:
-            scores["roc_auc"] = skm.roc_auc_score(truth == classes[1], probabilities[:, 1])
+            is_positive, score = truth == classes[column], probabilities[:, column]
+            scores["roc_auc"] = skm.roc_auc_score(is_positive, score)
+            scores["average_precision"] = skm.average_precision_score(is_positive, score)
         else:
             scores["roc_auc"] = skm.roc_auc_score(
                 truth, probabilities, multi_class="ovr", average="weighted", labels=list(classes)
@@ -206,7 +230,10 @@ def slice_metrics(result: Predictions, holdout: pd.DataFrame, model: TrainedMode
             with warnings.catch_warnings():  # one-class or one-row slices leave some metrics undefined
                 warnings.simplefilter("ignore")
                 if part.probabilities is not None:
-                    scores = classification_metrics(part.truth, part.predicted, part.probabilities, model.classes)
+                    positive = positive_label(model.classes, spec)
+                    scores = classification_metrics(
+                        part.truth, part.predicted, part.probabilities, model.classes, positive
+                    )
                 else:
                     scores = regression_metrics(part.truth, part.predicted) if mask.sum() > 1 else {}
             rows.append(
@@ -298,6 +325,16 @@ def scorer_for(metric: str, classes: list[str] | None):
     return _SCORERS[metric]
 
 
+def _positive_note(model: TrainedModel, spec: ProjectSpec) -> str:
+    positive = positive_label(model.classes, spec)
+    if positive is None:
+        return ""
+    chosen = spec.problem.positive_class is not None
+    source = "`problem.positive_class`" if chosen else "the alphabetically second label; set `problem.positive_class`"
+    metrics = "precision, recall, f1, ROC AUC, average precision and the Brier score"
+    return f"\nPositive class for {metrics}: **{positive}** ({source})."
+
+
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".4f") if not frame.empty else "_(none)_"
 
@@ -312,11 +349,12 @@ def render_report(evaluation: Evaluation, spec: ProjectSpec, model: TrainedModel
     )
     images = "\n\n".join(f"### {name.replace('_', ' ').capitalize()}\n\n{link}" for name, link in image_links.items())
     chosen = f" (candidate `{model.candidate}`)" if model.candidate else ""
+    positive = _positive_note(model, spec)
     sections = [
         f"""# Evaluation of {spec.name}: {model.estimator_name}{chosen}
 
 Task **{spec.problem.task}**, target `{spec.problem.target}`, {evaluation.holdout_rows} holdout rows.
-Primary metric **{evaluation.primary_metric} = {evaluation.primary_value:.4f}** ({direction} is better).
+Primary metric **{evaluation.primary_metric} = {evaluation.primary_value:.4f}** ({direction} is better).{positive}
 
 | metric | holdout |
 |---|---|

@@ -37,10 +37,14 @@ def confusion_matrix_png(truth, predicted, classes) -> bytes:
     return _png(figure)
 
 
-def _one_vs_rest(truth, probabilities: np.ndarray, classes) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _one_vs_rest(
+    truth, probabilities: np.ndarray, classes, positive: str | None = None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(label, is-this-class, its probability) per curve: the positive class alone for two classes."""
     truth = np.asarray(truth).astype(str)
-    shown = [1] if len(classes) == 2 else range(len(classes))
+    shown = range(len(classes))
+    if len(classes) == 2:
+        shown = [list(classes).index(positive) if positive is not None else 1]
     return [
         (str(classes[i]), truth == str(classes[i]), probabilities[:, i])
         for i in shown
@@ -48,13 +52,13 @@ def _one_vs_rest(truth, probabilities: np.ndarray, classes) -> list[tuple[str, n
     ]
 
 
-def roc_pr_png(truth, probabilities: np.ndarray, classes) -> bytes:
+def roc_pr_png(truth, probabilities: np.ndarray, classes, positive: str | None = None) -> bytes:
     """ROC and precision-recall curves, one per class against the rest (the positive class for binary)."""
     figure = Figure(figsize=(10, 4))
     roc, pr = figure.subplots(1, 2)
-    for label, positive, score in _one_vs_rest(truth, probabilities, classes):
-        skm.RocCurveDisplay.from_predictions(positive, score, name=label, ax=roc, plot_chance_level=False)
-        skm.PrecisionRecallDisplay.from_predictions(positive, score, name=label, ax=pr)
+    for label, is_label, score in _one_vs_rest(truth, probabilities, classes, positive):
+        skm.RocCurveDisplay.from_predictions(is_label, score, name=label, ax=roc, plot_chance_level=False)
+        skm.PrecisionRecallDisplay.from_predictions(is_label, score, name=label, ax=pr)
     roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
     roc.set_title("ROC (holdout, one vs rest)")
     pr.set_title("Precision-recall (holdout, one vs rest)")

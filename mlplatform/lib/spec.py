@@ -19,7 +19,16 @@ CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weigh
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 # What the evaluation reports (and a promotion floor may name): the optimisable metrics and a few more.
 REPORTED_METRICS = {
-    "classification": (*CLASSIFICATION_METRICS, "precision_macro", "recall_macro"),
+    # precision, recall, f1 and average_precision: of the positive class, for two-class targets only
+    "classification": (
+        *CLASSIFICATION_METRICS,
+        "precision_macro",
+        "recall_macro",
+        "precision",
+        "recall",
+        "f1",
+        "average_precision",
+    ),
     "regression": REGRESSION_METRICS,
 }
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
@@ -45,6 +54,15 @@ class Problem(_Strict):
     id_column: str | None = None
     time_column: str | None = None
     drop_columns: tuple[str, ...] = ()
+    # For a two-class target: the label that precision, recall, f1, average precision, ROC AUC and the Brier
+    # score treat as positive. Default: the alphabetically second label ("yes" of no/yes, "1" of 0/1).
+    positive_class: str | None = None
+
+    @field_validator("positive_class", mode="before")
+    @classmethod
+    def _label_as_text(cls, label: object) -> object:
+        # Labels are compared as text (cleaning makes class labels text): true -> "True", 1 -> "1".
+        return None if label is None else str(label)
 
     @model_validator(mode="after")
     def _metric_suits_task(self) -> Problem:
@@ -59,6 +77,8 @@ class Problem(_Strict):
                 raise ValueError(f"{field} {column!r} is also the target")
         if self.target in self.drop_columns:
             raise ValueError(f"drop_columns lists the target {self.target!r}")
+        if self.positive_class is not None and self.task != "classification":
+            raise ValueError(f"positive_class {self.positive_class!r} is for classification, not {self.task}")
         return self
 
     @property

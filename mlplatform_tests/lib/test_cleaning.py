@@ -280,3 +280,26 @@ def test_a_missing_column_fails_naming_it(cleaned, problem: dict, column: str) -
 
     with pytest.raises(CleaningError, match=f"'{column}'"):
         cleaned(raw, **problem)
+
+
+class TestPositiveClass:
+    def test_a_label_of_a_two_class_target_is_accepted(self, cleaned) -> None:
+        frame, _ = cleaned(pd.DataFrame({"label": ["yes", "no", "no"], "x": [1, 2, 3]}), positive_class="no")
+        assert set(frame["label"]) == {"yes", "no"}
+
+    def test_a_label_the_target_lacks_fails_naming_the_labels(self, cleaned) -> None:
+        expected = r"positive_class 'maybe' is not a label of target 'label': \['no', 'yes'\]"
+        with pytest.raises(CleaningError, match=expected):
+            cleaned(pd.DataFrame({"label": ["yes", "no"], "x": [1, 2]}), positive_class="maybe")
+
+    def test_unquoted_yes_in_yaml_gets_a_hint(self, cleaned) -> None:
+        with pytest.raises(CleaningError, match="quote the label"):
+            cleaned(pd.DataFrame({"label": ["yes", "no"], "x": [1, 2]}), positive_class=True)  # YAML's `yes`
+
+    def test_a_boolean_target_takes_true(self, cleaned) -> None:
+        frame, _ = cleaned(pd.DataFrame({"label": [True, False, True], "x": [1, 2, 3]}), positive_class=True)
+        assert set(frame["label"]) == {"True", "False"}
+
+    def test_more_than_two_classes_fail(self, cleaned) -> None:
+        with pytest.raises(CleaningError, match="has 3 classes"):
+            cleaned(pd.DataFrame({"label": ["a", "b", "c"], "x": [1, 2, 3]}), positive_class="a")

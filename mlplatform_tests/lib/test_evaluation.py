@@ -106,6 +106,26 @@ class TestClassificationMetrics:
         assert scores["calibration_error"] == 0.0
         assert scores["brier"] == 0.0
 
+    def test_the_positive_class_decides_precision_recall_and_average_precision(self) -> None:
+        # a skewed yes/no target: 1 "yes" in 5, which the model finds, with one false alarm
+        truth = ["no", "no", "no", "no", "yes"]
+        predicted = ["no", "no", "no", "yes", "yes"]
+        probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.4, 0.6], [0.2, 0.8]])
+
+        of_yes = classification_metrics(truth, predicted, probabilities, ("no", "yes"))  # the default: the second
+        of_no = classification_metrics(truth, predicted, probabilities, ("no", "yes"), positive="no")
+
+        assert (of_yes["precision"], of_yes["recall"]) == (0.5, 1.0)
+        assert (of_no["precision"], of_no["recall"]) == (1.0, 0.75)
+        assert of_yes["average_precision"] == 1.0 and of_no["average_precision"] == 1.0  # both ranked perfectly
+        assert of_yes["roc_auc"] == of_no["roc_auc"] == 1.0  # symmetric in the positive class
+        assert of_yes["brier"] == pytest.approx(of_no["brier"])
+
+    def test_multiclass_has_no_positive_class_metrics(self) -> None:
+        probabilities = np.eye(3)
+        scores = classification_metrics(["a", "b", "c"], ["a", "b", "c"], probabilities, ("a", "b", "c"))
+        assert {"precision", "recall", "f1", "average_precision"}.isdisjoint(scores)
+
 
 class TestRegressionMetrics:
     def test_a_perfect_predictor(self) -> None:
@@ -235,6 +255,31 @@ def test_the_report_states_the_metrics_and_links_the_plots(classifier) -> None:
     assert "8 holdout rows" in report
     assert "### Confusion matrix\n\n![cm](plots/cm.png)" in report
     assert "| x | " in report and "| island | " in report
+
+
+@pytest.mark.parametrize(
+    ("problem", "said"),
+    [
+        (CLASSIFY, "**low** (the alphabetically second label; set `problem.positive_class`)"),
+        ({**CLASSIFY, "positive_class": "high"}, "**high** (`problem.positive_class`)"),
+    ],
+)
+def test_the_report_names_the_positive_class(spec_from, problem: dict, said: str) -> None:
+    spec = spec_from(problem=problem)
+    model = fitted(separable(), spec)
+
+    report = render_report(evaluate(model, separable(rows_per_class=4), spec), spec, model, {})
+
+    metrics = "precision, recall, f1, ROC AUC, average precision and the Brier score"
+    assert f"Positive class for {metrics}: {said}." in report
+
+
+def test_a_positive_class_the_model_does_not_know_fails_naming_it(spec_from) -> None:
+    spec = spec_from(problem={**CLASSIFY, "positive_class": "medium"})
+    model = fitted(separable(), spec_from(problem=CLASSIFY))
+
+    with pytest.raises(EvaluationError, match=r"positive_class 'medium' is not one of the model's classes"):
+        evaluate(model, separable(rows_per_class=4), spec)
 
 
 def test_the_report_says_when_lower_is_better(spec_from) -> None:

@@ -71,6 +71,11 @@ def test_relative_paths_are_relative_to_the_spec_file(tmp_path: Path, write_spec
         ),
         pytest.param({"problem": {"task": "regression"}}, ["problem.target", "missing"], id="missing target"),
         pytest.param(
+            {"problem": {"task": "regression", "target": "body_mass_g", "positive_class": "yes"}},
+            ["positive_class 'yes' is for classification, not regression"],
+            id="positive class for regression",
+        ),
+        pytest.param(
             {"problem": {**VALID_PROBLEM, "metric": "rmse"}},
             ["metric 'rmse'", "task 'classification'", "f1_macro"],
             id="regression metric for classification",
