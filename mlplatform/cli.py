@@ -13,14 +13,32 @@ from mlplatform import cli_models, cli_serving
 from mlplatform.lib.spec import SpecError, default_spec_path, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-GATE_KEPT_CHAMPION = 3  # exit code: the run worked, and its model did not beat the champion
+# Exit codes, so a script or a scheduler can tell a rejected batch from a crash and a lost gate from both.
+EXIT_DONE = 0  # the new model is champion, or there was nothing new to do
+EXIT_FAILED = 1  # something broke: the run's error is printed
+EXIT_BAD_INPUT = 2  # a spec or a model tag that cannot be used
+EXIT_KEPT_CHAMPION = 3  # the run worked, and its model did not beat the champion
+EXIT_REJECTED = 4  # a batch failed its checks (or could not be read) and waits in quarantine
+EXIT_CODES = f"""exit codes of `run` (and the commands that run jobs):
+  {EXIT_DONE}  done: the new model is champion, or there was nothing new to train on
+  {EXIT_FAILED}  something broke (the error is printed)
+  {EXIT_BAD_INPUT}  a spec or model tag that cannot be used
+  {EXIT_KEPT_CHAMPION}  the model was trained and stored, but did not beat the champion, which keeps serving
+  {EXIT_REJECTED}  a batch was rejected by its checks (or unreadable) and kept in quarantine"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mlplatform", description=__doc__, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="materialize every asset for a spec through Dagster, then summarize")
+    run = commands.add_parser(
+        "run",
+        help="materialize every asset for a spec through Dagster, then summarize",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument(
         "--spec", type=Path, default=None, help="project spec (default: $MLPLATFORM_SPEC or the bundled example)"
     )
@@ -54,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except LookupError as exc:  # a model tag or data version the registry does not hold
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 def _check_spec(args: argparse.Namespace) -> int:
@@ -131,9 +149,12 @@ def _run(args: argparse.Namespace) -> int:
     _environment(args.home, spec_path)
 
     import dagster as dg
+    from upath import UPath
 
     from mlplatform import definitions, summary
     from mlplatform.lib import batches, ingest
+    from mlplatform.resources import ModelRegistry
+    from mlplatform.settings import Settings
 
     run_config = definitions.run_config(spec_path, progress=True)
     tags = {"mlplatform/spec": str(spec_path), "mlplatform/launched_by": "cli"}
@@ -147,50 +168,55 @@ def _run(args: argparse.Namespace) -> int:
             files = ingest.list_files(spec) if spec.source.kind in ("file", "s3") else None
         except ingest.IngestionError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 1
-        if not batches.appends(spec, files):
-            result = execute(
-                definitions.materialize_all_job, f"materializing every asset for {spec.name!r} ({spec_path})"
-            )
-            if not result.success and not summary.only_the_gate_failed(result):
-                return _failed(result, summary)
-            print()
-            print(summary.render(instance, [result.run_id], []))
-            return _gate_code(result)
-
-        # A folder of batches: validate each new batch on its own, then train once on what was accepted.
+            return EXIT_FAILED
+        settings = Settings.from_env()
+        ledger = batches.BatchLedger(UPath(settings.artifact_root) / "batches")
+        # Ingest first: a snapshot is read once; a folder's new files are validated one batch per run.
         run_ids, rejected = [], []
-        for _ in range(len(files.paths)):
-            result = execute(definitions.ingest_batch_job, f"validating the next new batch in {spec.source.uri}")
-            if not result.success:
+        arriving = len(files.paths) if batches.appends(spec, files) else 1
+        for _ in range(arriving):  # each run accepts or quarantines one batch
+            if batches.appends(spec, files) and not batches.has_new_batch(spec, ledger):
+                break
+            result = execute(definitions.ingest_batch_job, f"validating the next batch from {spec.source.uri}")
+            outcome = summary.outcome(result)
+            if outcome == summary.FAILED:
+                return _failed(result, summary)
+            if outcome == summary.REJECTED:
                 _failed(result, summary)
                 rejected += [line for line in summary.failures(result) if not line.startswith("  ")]
                 continue
             run_ids.append(result.run_id)
-            if not result.get_asset_materialization_events():
-                break  # no new batch left
-        if summary.latest_metadata(instance, "accepted_data") == {}:
+        if not run_ids and not rejected:
+            print(f"mlplatform: no new batch in {spec.source.uri}", flush=True)
+        accepted = summary.latest_metadata(instance, "accepted_data")
+        if not accepted:
             print("error: no batch has been accepted, so there is nothing to train on", file=sys.stderr)
-            return 1
+            return EXIT_REJECTED if rejected else EXIT_FAILED
+
+        # Then train, unless a stored model already comes from this data, spec and code.
+        models = ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root)
+        existing = models.for_project(spec.name).trained_on(str(accepted["data_version"]), spec)
+        if existing is not None:
+            print()
+            print(summary.render_nothing_new(instance, existing.tag, rejected))
+            return EXIT_REJECTED if rejected else EXIT_DONE
         result = execute(definitions.train_and_evaluate_job, "training and evaluating on the accepted data")
-        if not result.success and not summary.only_the_gate_failed(result):
+        run_ids.append(result.run_id)
+        outcome = summary.outcome(result)
+        if outcome == summary.FAILED:
             return _failed(result, summary)
         print()
-        print(summary.render(instance, [*run_ids, result.run_id], rejected))
-    return 1 if rejected else _gate_code(result)
-
-
-def _gate_code(result) -> int:
-    """0 when the run promoted its model; GATE_KEPT_CHAMPION when the champion stays (not an error: the
-    trained model is stored and can be promoted by hand)."""
-    return 0 if result.success else GATE_KEPT_CHAMPION
+        print(summary.render(instance, run_ids, rejected))
+        if rejected:
+            return EXIT_REJECTED
+        return EXIT_KEPT_CHAMPION if outcome == summary.KEPT_CHAMPION else EXIT_DONE
 
 
 def _failed(result, summary) -> int:
     print(f"\nerror: run {result.run_id} failed", file=sys.stderr)
     for line in summary.failures(result):
         print(f"  {line}", file=sys.stderr)
-    return 1
+    return EXIT_FAILED
 
 
 def _dev(args: argparse.Namespace) -> int:

@@ -111,18 +111,60 @@ def gate_verdict(instance: dg.DagsterInstance, run_id: str) -> str | None:
     return None
 
 
-def only_the_gate_failed(result) -> bool:
-    """True when the run's only failure is the promotion gate keeping the champion: the model was trained,
-    evaluated and stored; it just did not win."""
-    failed_checks, other_failures = set(), False
+DONE, KEPT_CHAMPION, REJECTED, FAILED = "done", "kept the champion", "rejected a batch", "failed"
+QUALITY_GATE = "raw_batch_is_valid"
+
+
+def outcome(result) -> str:
+    """What a run came to: DONE; KEPT_CHAMPION when its only failure is the promotion gate (the model was
+    trained, evaluated and stored, it just did not win); REJECTED when a batch failed its checks or could not
+    be read and was quarantined; FAILED for anything else."""
+    failed_checks, quarantined, crashed = set(), False, False
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
                 failed_checks.add(evaluation.check_name)
         elif event.event_type_value == "STEP_FAILURE":
-            other_failures |= event.step_failure_data.error.cls_name != "DagsterAssetCheckFailedError"
-    return failed_checks == {GATE} and not other_failures
+            causes = _error_chain(event.step_failure_data.error)
+            if causes[0] == "DagsterAssetCheckFailedError":
+                continue
+            if "QuarantinedBatch" in causes:
+                quarantined = True
+            else:
+                crashed = True
+    if crashed or failed_checks - {GATE, QUALITY_GATE}:
+        return FAILED
+    if quarantined or QUALITY_GATE in failed_checks:
+        return REJECTED
+    if GATE in failed_checks:
+        return KEPT_CHAMPION
+    return DONE if result.success else FAILED
+
+
+def _error_chain(error) -> list[str]:
+    names = []
+    while error is not None:
+        names.append(error.cls_name)
+        error = error.cause
+    return names
+
+
+def render_nothing_new(instance: dg.DagsterInstance, existing: str, rejected: list[str]) -> str:
+    """What ``mlplatform run`` prints when the accepted data, the spec and the code already made a model."""
+    accepted, champion = latest_metadata(instance, "accepted_data"), latest_metadata(instance, "champion_model")
+    lines = [
+        f"nothing new: {existing} was already trained on data version {accepted.get('data_version', '?')} with "
+        "this spec and code; nothing was trained or stored",
+        "",
+        f"  training data {accepted.get('dagster/row_count', '?')} rows from {accepted.get('batches', '?')} "
+        "accepted batch(es)",
+    ]
+    if rejected:
+        lines.append(f"  quality       {len(rejected)} batch(es) REJECTED:")
+        lines += [f"    {part}" for line in rejected for part in line.splitlines()]
+    lines.append(f"  champion      {champion.get('tag', '(none)')}")
+    return "\n".join(lines) + "\n" + serving_lines(instance)
 
 
 def failures(result) -> list[str]:

@@ -125,3 +125,55 @@ def test_run_serves_the_champion_and_serve_manages_the_server(tmp_path: Path) ->
         assert httpx.post(f"{url}/predict", json={}, headers={"Authorization": f"Bearer {token}"}).status_code == 400
     finally:
         mlplatform("serve", "--stop", "--home", "state", cwd=tmp_path, **serving)
+
+
+def stored_versions(home: Path) -> list[str]:
+    return sorted(path.name for path in (home / "bentoml" / "models" / "penguins").iterdir() if path.is_dir())
+
+
+@pytest.mark.slow
+def test_run_on_unchanged_data_trains_nothing_and_says_so(tmp_path: Path) -> None:
+    first = mlplatform("run", "--home", "state", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    stored = stored_versions(tmp_path / "state")
+
+    again = mlplatform("run", "--home", "state", cwd=tmp_path)
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("nothing new: penguins:") == 1, again.stdout
+    assert "training and evaluating" not in again.stdout  # no training run was even launched
+    assert stored_versions(tmp_path / "state") == stored  # and no copy of the model was stored
+
+
+@pytest.mark.slow
+def test_run_exit_codes_for_a_folder_of_batches(tmp_path: Path, penguins: pd.DataFrame) -> None:
+    """A rejected batch has its own exit code; a folder with nothing new says so, without Dagster's warnings
+    about checks that emitted no result, and trains nothing."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    penguins.iloc[:200].to_csv(landing / "001.csv", index=False)
+    (tmp_path / "spec.yaml").write_text(
+        "name: penguins\nproblem: {task: classification, target: species}\nsource: {uri: landing/}\n"
+    )
+    first = mlplatform("run", "--spec", "spec.yaml", "--home", "state", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    penguins.iloc[200:260].drop(columns=["island"]).to_csv(landing / "002.csv", index=False)
+    rejected = mlplatform("run", "--spec", "spec.yaml", "--home", "state", cwd=tmp_path)
+    assert rejected.returncode == 4, rejected.stdout + rejected.stderr
+    assert "column 'island'" in rejected.stderr and "quarantine" in rejected.stderr
+    assert "nothing new: penguins:" in rejected.stdout  # the accepted data did not change: no retraining
+    assert not (landing / "002.csv").exists()
+
+    quiet = mlplatform("run", "--spec", "spec.yaml", "--home", "state", cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "no new batch in landing/" in quiet.stdout and "nothing new: penguins:" in quiet.stdout
+    assert "emitted no result" not in quiet.stdout + quiet.stderr
+    assert len(stored_versions(tmp_path / "state")) == 1
+
+
+def test_help_lists_the_exit_codes(tmp_path: Path) -> None:
+    done = mlplatform("run", "--help", cwd=tmp_path)
+    assert done.returncode == 0
+    for code in ("0  done", "1  something broke", "2  a spec", "3  the model was trained", "4  a batch was rejected"):
+        assert code in done.stdout

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -51,6 +52,10 @@ class UnreadableBatch(ingest.IngestionError):
         self.batch = batch
 
 
+class QuarantinedBatch(ingest.IngestionError):
+    """A batch that could not be read, now kept in quarantine with its reason."""
+
+
 class RejectedBatch(ValueError):
     """A quarantined batch offered to the training data."""
 
@@ -77,12 +82,24 @@ def arriving_batch(spec: ProjectSpec, ledger: BatchLedger) -> Batch | None:
             frame = ingest.read_source(spec)
             return Batch(ingest.data_version(frame), files.location, None, frame, None, appends=False)
         return _read_one(spec, files, 0, appends=False)
+    for index, payload in _unseen(files, ledger):
+        return _read_one(spec, files, index, appends=True, payload=payload)
+    return None
+
+
+def has_new_batch(spec: ProjectSpec, ledger: BatchLedger) -> bool:
+    """Whether the spec's folder of batches holds a file that was neither accepted nor quarantined now
+    (quarantine moves rejected files away, so the folder is listed afresh)."""
+    return next(_unseen(ingest.list_files(spec), ledger), None) is not None
+
+
+def _unseen(files: ingest.DataFiles, ledger: BatchLedger) -> Iterator[tuple[int, bytes]]:
+    """The folder's files (index and bytes) that the ledger does not know, oldest name first."""
     for index, path in enumerate(files.paths):
         with files.filesystem.open(path, "rb") as handle:
             payload = handle.read()
         if not ledger.knows(content_id(payload)):
-            return _read_one(spec, files, index, appends=True, payload=payload)
-    return None
+            yield index, payload
 
 
 def _read_one(

@@ -97,7 +97,7 @@ def spec_hash(spec: ProjectSpec) -> str:
 
 @cache
 def code_version() -> str:
-    """The git commit of the checkout when there is one (``+dirty`` when it has local changes), else a
+    """The git commit of the checkout when there is one (``+dirty.<sources hash>`` with local changes), else a
     hash of the installed mlplatform sources: either way, the code that trained a model can be found again."""
     package = Path(__file__).resolve().parents[1]
     try:
@@ -111,13 +111,18 @@ def code_version() -> str:
             check=True,
             timeout=10,
         ).stdout.strip()
-        return f"git:{commit[:12]}{'+dirty' if dirty else ''}"
+        # "+dirty" alone would name every edited state of the tree alike; the sources' hash tells them apart.
+        return f"git:{commit[:12]}{f'+dirty.{_sources_hash(package)}' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
-        digest = hashlib.sha256()
-        for source in sorted(package.rglob("*.py")):
-            digest.update(source.relative_to(package).as_posix().encode())
-            digest.update(source.read_bytes())
-        return f"src:{digest.hexdigest()[:12]}"
+        return f"src:{_sources_hash(package)}"
+
+
+def _sources_hash(package: Path) -> str:
+    digest = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def lineage_labels(
@@ -189,6 +194,15 @@ class Registry:
         except NotFound:
             return []
         return sorted((self.version(str(m.tag)) for m in stored), key=lambda v: (v.created, v.tag))
+
+    def trained_on(self, data_version: str, spec: ProjectSpec) -> ModelVersion | None:
+        """The stored version already trained on this data version with this spec and this code, if any:
+        training again would only store a copy of it (every random step is seeded)."""
+        wanted = {"data_version": data_version, "spec_hash": spec_hash(spec), "code_version": code_version()}
+        for version in reversed(self.versions()):
+            if all(version.labels.get(key) == value for key, value in wanted.items()):
+                return version
+        return None
 
     def load(self, tag: str) -> LoadedModel:
         stored = self._get(tag)

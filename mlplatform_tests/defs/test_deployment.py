@@ -59,7 +59,7 @@ def test_the_champion_is_served_and_replaced_only_when_it_changes(served_project
     assert not psutil.pid_exists(weak_server.pid)  # the old server is gone, not left beside the new one
     strong_server = deployment.current()
 
-    worse = project.run(training={"candidates": WEAK})
+    worse = project.run(training={"candidates": {"weak_again": WEAK["weak"]}})  # a new spec: it trains
     assert not worse.success  # the gate kept the champion
     assert {"prediction_bento", "local_deployment"}.isdisjoint(materialized(worse))
     assert deployment.current() == strong_server  # the same process still serves the champion

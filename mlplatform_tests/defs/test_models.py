@@ -127,7 +127,8 @@ def test_the_gate_promotes_a_better_challenger_and_keeps_the_champion_against_a_
     assert project.registry.champion().tag == strong_tag
     assert metadata(strong, "champion_model")["previous"] == weak_tag
 
-    worse = project.run(training={"candidates": WEAK})
+    # as weak as the first, under another name: the same spec twice would not even train (see below)
+    worse = project.run(training={"candidates": {"weak_again": WEAK["weak"]}})
 
     assert not worse.success
     verdict = gate(worse)
@@ -140,6 +141,27 @@ def test_the_gate_promotes_a_better_challenger_and_keeps_the_champion_against_a_
     assert project.registry.champion().tag == strong_tag
     failures = {e.step_key for e in worse.all_events if e.event_type_value == "STEP_FAILURE"}
     assert failures == {"challenger_model_challenger_beats_champion"}
+
+
+def test_the_same_data_spec_and_code_train_nothing_twice(project: Project) -> None:
+    from mlplatform.defs.data.assets import NOTHING_NEW
+
+    first = project.run(training={"candidates": STRONG})
+    assert first.success
+    stored = metadata(first, "challenger_model")["tag"]
+
+    again = project.run(training={"candidates": STRONG})
+
+    assert again.success
+    assert materialized(again) == {"raw_batch", "accepted_data", "data_profile"}  # nothing from cleaning on
+    [observation] = [e.event_specific_data.asset_observation for e in again.get_asset_observation_events()]
+    assert observation.asset_key == dg.AssetKey("cleaned_data") and observation.metadata[NOTHING_NEW].value == stored
+    assert [v.tag for v in project.registry.versions()] == [stored]
+    assert project.registry.champion().tag == stored
+
+    changed = project.run(training={"candidates": STRONG}, split={"seed": 7})  # another spec: trains again
+    assert "challenger_model" in materialized(changed)
+    assert len(project.registry.versions()) == 2
 
 
 def test_floors_keep_even_the_first_model_out(project: Project) -> None:

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mlplatform.defs.data.batches import batch_of, latest_data_version, ledger
 from mlplatform.lib import batches, cleaning, ingest
-from mlplatform.resources import ArtifactStore, ProjectSpecResource
+from mlplatform.resources import ArtifactStore, ModelRegistry, ProjectSpecResource
 
 
 def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
@@ -35,7 +35,7 @@ def raw_batch(
         folder = batch_ledger.quarantine(
             exc.batch, {"stage": "ingestion", "reasons": [str(exc)], "run_id": context.run.run_id}
         )
-        raise ingest.IngestionError(f"{exc}; the batch is kept in quarantine at {folder}") from exc
+        raise batches.QuarantinedBatch(f"{exc}; the batch is kept in quarantine at {folder}") from exc
     if batch is None:
         context.log.info(f"No new batch: every file in {spec.source.uri} has been accepted or quarantined")
         return
@@ -104,25 +104,44 @@ class CleanedDataConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="2")
+NOTHING_NEW = "mlplatform/nothing_new"  # the tag of the model that makes training again pointless
+
+
+@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="2", output_required=False)
 def cleaned_data(
     context: dg.AssetExecutionContext,
     config: CleanedDataConfig,
     accepted_data: pd.DataFrame,
     project: ProjectSpecResource,
     artifacts: ArtifactStore,
-) -> dg.Output[pd.DataFrame]:
+    registry: ModelRegistry,
+) -> Iterator[dg.Output[pd.DataFrame]]:
     """The accepted data with types coerced, duplicates and target-less rows dropped, missing values explicit."""
+    spec = project.load()
     if config.data_version:
         accepted_data, version = as_recorded(context, ledger(artifacts), config.data_version), config.data_version
     else:
         version = latest_data_version(context.instance)
-    frame, report = cleaning.clean(accepted_data, project.load())
+        # Every random step is seeded: the same data, spec and code would train the model already stored.
+        existing = registry.for_project(spec.name).trained_on(version, spec)
+        if existing is not None:
+            context.log.info(
+                f"Nothing new: {existing.tag} was already trained on data version {version} with this spec and "
+                "code, so training stops here (nothing downstream runs)"
+            )
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=context.asset_key,
+                    metadata={NOTHING_NEW: existing.tag, "data_version": version},
+                )
+            )
+            return
+    frame, report = cleaning.clean(accepted_data, spec)
     context.log.info(
         f"Cleaned {report['rows_in']} -> {report['rows_out']} rows of data version {version}: "
         f"{report['duplicate_rows_dropped']} duplicates, {report['rows_without_target_dropped']} without target dropped"
     )
-    return dg.Output(
+    yield dg.Output(
         frame,
         metadata={
             "dagster/row_count": len(frame),
