@@ -45,7 +45,7 @@ def index_columns(frame: pd.DataFrame, protected: Collection[str] = ()) -> list[
     return [
         str(column)
         for column in frame.columns
-        if str(column) not in protected and _is_index(frame[column], unnamed=_UNNAMED.fullmatch(str(column)))
+        if str(column) not in protected and _is_index(frame[column], unnamed=bool(_UNNAMED.fullmatch(str(column))))
     ]
 
 
