@@ -20,6 +20,7 @@ from mlplatform.lib.training import TrainedModel, ship
 
 if TYPE_CHECKING:
     from mlplatform.lib.candidates import TunedCandidate
+    from mlplatform.lib.leakage import LeakageScan
 
 # Permutation importance predicts n_repeats times per column: a sample keeps it cheap at any data size.
 IMPORTANCE_SAMPLE_ROWS = 5_000
@@ -51,6 +52,7 @@ class Evaluation:
     plots: dict[str, bytes] = field(default_factory=dict)
     slices: pd.DataFrame = field(default_factory=pd.DataFrame)  # column, value, rows, metrics per slice
     candidates: pd.DataFrame = field(default_factory=pd.DataFrame)  # every tuned candidate, side by side
+    leakage: LeakageScan | None = None  # each input column alone against the target, on the training split
 
     @property
     def primary_value(self) -> float:
@@ -360,6 +362,8 @@ Primary metric **{evaluation.primary_metric} = {evaluation.primary_value:.4f}** 
 |---|---|
 {rows}"""
     ]
+    if evaluation.leakage is not None and evaluation.leakage.leaks:
+        sections.append(_leakage_section(evaluation.leakage, spec))
     if not evaluation.candidates.empty:
         sections.append(
             "## Candidates\n\nChosen by cross-validated score on the training split; the holdout column is for "
@@ -376,3 +380,18 @@ Primary metric **{evaluation.primary_metric} = {evaluation.primary_value:.4f}** 
     )
     sections.append(f"## Plots\n\n{images}")
     return "\n\n".join(sections) + "\n"
+
+
+def _leakage_section(scan: LeakageScan, spec: ProjectSpec) -> str:
+    rows = "\n".join(f"| `{leak.feature}` | {leak.score:.4f} |" for leak in scan.leaks)
+    return f"""## Leakage warning
+
+On its own, each feature below predicts `{spec.problem.target}` almost perfectly: cross-validated {scan.metric}
+of at least {scan.threshold} on {scan.rows} training rows, with no other input. The holdout metrics above are then
+likely too good to hold on new data. Check that each is known before the target is: not computed from it, not
+recorded after the outcome, not the row number of a file sorted by it. If it is a leak, list it in
+`problem.drop_columns`.
+
+| feature | {scan.metric} alone |
+|---|---|
+{rows}"""

@@ -1,5 +1,6 @@
 """The gate between the feature pipeline and training: are the features a model will be fed present and finite,
-and does a classification target have at least two classes to learn?
+and does a classification target have at least two classes to learn? It also warns, without blocking, of an
+input column that alone predicts the target almost perfectly (mlplatform.lib.leakage).
 
 Transforming every row again only to look at it costs more than the rest of the check (1.1 s of the 1.5 s at a
 million rows, nearly all in the categorical branch, whose one-hot output is 0 or 1 anyway). So the transformed
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from mlplatform.lib import quality
+from mlplatform.lib import leakage, quality
 from mlplatform.lib.features import feature_columns
 from mlplatform.lib.spec import ProjectSpec
 
@@ -35,7 +36,8 @@ def validate_features(
     sample_rows: int = SAMPLE_ROWS,
 ) -> quality.QualityReport:
     """One report for the three suites: transformed features (a sample, or every row if the sample fails),
-    numeric model inputs, training target. ``extra["features_checked_rows"]`` says how many rows the first saw."""
+    numeric model inputs, training target; and the leakage scan's warnings. ``extra["features_checked_rows"]``
+    says how many rows the first saw, ``extra["leakage"]`` what the scan found."""
     started = time.perf_counter()
     target = spec.problem.target
     rules = quality.feature_rules([str(name) for name in pipeline.get_feature_names_out()])
@@ -50,14 +52,30 @@ def validate_features(
         quality.validate(inputs, quality.finite_rules(numeric), "feature_inputs"),
         quality.validate(training[[target]], quality.feature_rules([], target, spec.problem.task), "training_target"),
     ]
+    leaks = leakage.scan(training, spec, list(pipeline.feature_names_in_))
     return quality.QualityReport(
         suite="features",
         rows=len(training) + len(holdout),
-        outcomes=[outcome for report in reports for outcome in report.outcomes],
+        outcomes=[outcome for report in reports for outcome in report.outcomes] + leakage_outcomes(leaks),
         seconds=time.perf_counter() - started,
         docs_index=transformed.docs_index,
-        extra={"features_checked_rows": transformed.rows},
+        extra={"features_checked_rows": transformed.rows, "leakage": leaks.as_dict()},
     )
+
+
+def leakage_outcomes(scan: leakage.LeakageScan) -> list[quality.Outcome]:
+    """One warning per input column that alone predicts the target at or above the threshold, its score shown."""
+    outcomes = []
+    for feature, score in scan.scores.items():
+        rule = quality.Rule(
+            "single_feature_does_not_predict_the_target",
+            {"column": feature, "metric": scan.metric, "below": scan.threshold},
+            "warn",
+            f"leakage scan ({scan.rows} training rows, {leakage.FOLDS}-fold)",
+        )
+        shown = (f"{scan.metric} {score:.4f} alone",)
+        outcomes.append(quality.Outcome(rule, score < scan.threshold, observed=round(score, 4), sample=shown))
+    return outcomes
 
 
 def sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> pd.DataFrame:

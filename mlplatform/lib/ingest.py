@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
+from mlplatform.lib.index_columns import DROPPED, drop_index_columns
 from mlplatform.lib.spec import ProjectSpec, Source, env_references, expand_env
 
 HTTP_TIMEOUT_SECONDS = 60
@@ -35,7 +36,8 @@ class IngestionError(RuntimeError):
 
 
 def read_source(spec: ProjectSpec) -> pd.DataFrame:
-    """Read the whole batch the spec's source currently holds."""
+    """Read the whole batch the spec's source currently holds, without row-index columns (their names are in
+    ``frame.attrs[index_columns.DROPPED]``)."""
     source = spec.source
     readers = {"file": _read_files, "s3": _read_files, "http": _read_http, "sql": _read_sql}
     frame = readers[source.kind](spec, source)
@@ -224,7 +226,8 @@ def list_files(spec: ProjectSpec) -> DataFiles:
 def read_file(
     spec: ProjectSpec, files: DataFiles, index: int, payload: bytes | None = None
 ) -> tuple[pd.DataFrame, bytes]:
-    """One data file as a frame, and its bytes as they arrived (read now unless already given)."""
+    """One data file as a frame without row-index columns, and its bytes as they arrived (read now unless
+    already given)."""
     source = spec.source
     path, name = files.paths[index], files.names[index]
     if payload is None:
@@ -235,7 +238,7 @@ def read_file(
             reason = f"{type(exc).__name__}: {exc}"
             raise IngestionError(f"source.uri {source.uri!r}: cannot read {name}: {reason}") from exc
     frame = _parse(payload, _format_of(name, source.format), name, source.json_records_path, source.encoding)
-    return frame, payload
+    return drop_index_columns(frame, spec), payload
 
 
 def _read_files(spec: ProjectSpec, source: Source) -> pd.DataFrame:
@@ -245,7 +248,10 @@ def _read_files(spec: ProjectSpec, source: Source) -> pd.DataFrame:
             f"source.uri {source.uri!r}: the folder {files.location} holds no CSV, Parquet or JSON files"
         )
     frames = [read_file(spec, files, index)[0] for index in range(len(files.paths))]
-    return _concat(frames, list(files.names))
+    dropped = list(dict.fromkeys(column for frame in frames for column in frame.attrs[DROPPED]))
+    frame = _concat(frames, list(files.names))
+    frame.attrs[DROPPED] = dropped
+    return frame
 
 
 def _is_data_file(path: str, declared: str) -> bool:
@@ -291,7 +297,8 @@ def _read_http(spec: ProjectSpec, source: Source) -> pd.DataFrame:
             fmt = "csv"
         else:
             fmt = _format_of(source.uri, "auto")
-    return _parse(response.content, fmt, source.uri, source.json_records_path, source.encoding)
+    frame = _parse(response.content, fmt, source.uri, source.json_records_path, source.encoding)
+    return drop_index_columns(frame, spec)
 
 
 def _read_sql(spec: ProjectSpec, source: Source) -> pd.DataFrame:
@@ -314,7 +321,7 @@ def _read_sql(spec: ProjectSpec, source: Source) -> pd.DataFrame:
         raise IngestionError(f"source.query on {source.uri!r}: {type(exc).__name__}: {exc}") from exc
     finally:
         engine.dispose()
-    return _plain_columns(frame)
+    return drop_index_columns(_plain_columns(frame), spec)
 
 
 def _hide_secrets(text: str, source: Source) -> str:

@@ -113,6 +113,9 @@ class Source(_Strict):
     query: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     json_records_path: str | None = None
+    # Leave out row-index columns (an unnamed first column from R's write.csv or pandas' to_csv, see
+    # mlplatform.lib.index_columns); false keeps every column as it arrived.
+    drop_index_columns: bool = True
 
     @property
     def kind(self) -> Literal["file", "s3", "http", "sql"]:

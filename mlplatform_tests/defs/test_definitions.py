@@ -16,7 +16,7 @@ LINEAGE = {
     "feature_pipeline": {"training_data"},
     "candidate_models": {"feature_pipeline", "training_data"},
     "trained_model": {"candidate_models", "feature_pipeline", "training_data"},
-    "evaluation_report": {"trained_model", "candidate_models", "feature_pipeline", "holdout_data"},
+    "evaluation_report": {"trained_model", "candidate_models", "feature_pipeline", "training_data", "holdout_data"},
     "challenger_model": {"trained_model", "evaluation_report", "training_data"},
     "champion_model": {"challenger_model", "holdout_data"},
 }

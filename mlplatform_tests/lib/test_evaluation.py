@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlplatform.lib import leakage
 from mlplatform.lib.evaluation import (
     EvaluationError,
     classification_metrics,
@@ -255,6 +256,24 @@ def test_the_report_states_the_metrics_and_links_the_plots(classifier) -> None:
     assert "8 holdout rows" in report
     assert "### Confusion matrix\n\n![cm](plots/cm.png)" in report
     assert "| x | " in report and "| island | " in report
+    assert "Leakage warning" not in report  # no scan given, no section
+
+
+def test_the_report_warns_of_a_feature_that_alone_predicts_the_target(spec_from) -> None:
+    spec = spec_from(problem=REGRESS)
+    rng = np.random.default_rng(0)
+    training = pd.DataFrame({"x": rng.normal(size=200), "noise": rng.normal(size=200)})
+    training["price"] = 3 * training["x"] + rng.normal(0, 0.01, 200)
+    model = fitted(training, spec)
+    evaluation = evaluate(model, training.iloc[:20], spec)
+    evaluation.leakage = leakage.scan(training, spec, ["x", "noise"])
+
+    report = render_report(evaluation, spec, model, {})
+
+    section = report.split("## Leakage warning\n")[1].split("\n## ")[0]
+    assert "predicts `price` almost perfectly: cross-validated rank_r2" in section
+    assert "| `x` | 0.99" in section and "noise" not in section
+    assert report.index("## Leakage warning") < report.index("## Feature importance")
 
 
 @pytest.mark.parametrize(

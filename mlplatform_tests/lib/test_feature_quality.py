@@ -39,11 +39,12 @@ def test_the_bundled_example_passes_on_a_sample(penguin_splits) -> None:
     report = validate_features(pipeline, training, holdout, spec, sample_rows=50)
 
     assert report.passed and not report.warnings, report.lines()
-    assert report.extra == {"features_checked_rows": 100}
+    assert report.extra["features_checked_rows"] == 100
     assert report.rows == len(training) + len(holdout)
-    features_out = len(pipeline.get_feature_names_out())
+    features_out, inputs = len(pipeline.get_feature_names_out()), len(pipeline.feature_names_in_)
     numeric, _ = features.feature_columns(training[list(pipeline.feature_names_in_)], spec)
-    assert len(report.outcomes) == 2 * features_out + len(numeric) + 2  # not null + bounded, finite, target x2
+    # not null + bounded, finite, target x2, and each input scored alone against the target
+    assert len(report.outcomes) == 2 * features_out + len(numeric) + 2 + inputs
 
 
 def test_small_splits_are_checked_whole(penguin_splits) -> None:
@@ -52,7 +53,7 @@ def test_small_splits_are_checked_whole(penguin_splits) -> None:
     report = validate_features(pipeline, training, holdout, spec)
 
     assert report.passed
-    assert report.extra == {"features_checked_rows": len(training) + len(holdout)}
+    assert report.extra["features_checked_rows"] == len(training) + len(holdout)
 
 
 def test_an_infinite_input_in_one_row_fails_naming_column_and_rule(penguin_splits) -> None:
@@ -79,7 +80,7 @@ def test_features_that_are_not_finite_are_counted_on_every_row(spec_from) -> Non
     with np.errstate(divide="ignore", invalid="ignore"):
         report = validate_features(logarithm(training), training, holdout, spec, sample_rows=20)
 
-    assert report.extra == {"features_checked_rows": 1000}  # the sample failed, so every row was checked
+    assert report.extra["features_checked_rows"] == 1000  # the sample failed, so every row was checked
     lines = report.lines()
     assert "column 'x': expect_column_values_to_not_be_null() failed: 50 of 1000 rows unexpected (5.00%)" in lines[0]
     assert lines[1].startswith("column 'x': expect_column_values_to_be_between(min_value=-1000000000000.0")
@@ -115,3 +116,21 @@ def test_data_docs_are_written_for_failing_features(spec_from, tmp_path) -> None
 
     assert not report.passed
     assert report.docs_index == tmp_path / "docs" / "index.html" and report.docs_index.is_file()
+
+
+def test_a_copy_of_the_class_label_is_a_warning_naming_it_and_its_score(penguin_splits) -> None:
+    spec, _, training, holdout = penguin_splits
+    codes = {"Adelie": 1, "Chinstrap": 2, "Gentoo": 3}
+    training, holdout = (part.assign(species_code=part["species"].map(codes)) for part in (training, holdout))
+    pipeline = features.fit_feature_pipeline(training, spec)
+
+    report = validate_features(pipeline, training, holdout, spec)
+
+    assert report.passed  # a warning, never a block
+    [warning] = report.warnings
+    assert warning.rule.column == "species_code" and warning.observed == 1.0
+    assert warning.describe().startswith(
+        "column 'species_code': single_feature_does_not_predict_the_target(metric='balanced_accuracy', below=0.98)"
+    )
+    assert report.table().loc[0, "sample"] == "balanced_accuracy 1.0000 alone"
+    assert report.extra["leakage"]["leaks"] == ["species_code"]

@@ -7,7 +7,7 @@ import pandas as pd
 from pydantic import Field
 
 from mlplatform.defs.data.batches import batch_of, latest_data_version, ledger
-from mlplatform.lib import batches, cleaning, ingest
+from mlplatform.lib import batches, cleaning, index_columns, ingest
 from mlplatform.resources import ArtifactStore, ModelRegistry, ProjectSpecResource
 
 
@@ -21,7 +21,7 @@ def versioned(frame: pd.DataFrame, version: str, metadata: dict) -> dg.Output[pd
         return dg.Output(frame, data_version=dg.DataVersion(version), metadata=metadata)
 
 
-@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="2", output_required=False)
+@dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="3", output_required=False)
 def raw_batch(
     context: dg.AssetExecutionContext, project: ProjectSpecResource, artifacts: ArtifactStore
 ) -> Iterator[dg.Output[pd.DataFrame]]:
@@ -44,6 +44,13 @@ def raw_batch(
         # likely than a bad batch: say so, and leave the batch where it is.
         ingest.check_columns(spec, batch.frame)
     frame = batch.frame
+    # Said once here; the attribute must not travel on with the stored data.
+    dropped = frame.attrs.pop(index_columns.DROPPED, [])
+    if dropped:
+        context.log.warning(
+            f"Left out row-index column(s) {', '.join(map(repr, dropped))} of {batch.name}: their values "
+            f"are row positions, not data (source.drop_index_columns: false keeps them)"
+        )
     version = ingest.data_version(frame)
     context.log.info(f"Batch {batch.batch_id} ({batch.name}): {len(frame)} rows x {frame.shape[1]} columns")
     yield versioned(
@@ -57,6 +64,7 @@ def raw_batch(
             "batch": batch.name,
             "source_path": batch.source_path or "",
             "appends": batch.appends,
+            "index_columns_dropped": dg.MetadataValue.json(dropped),
             "source": spec.source.uri,
             "spec": project.spec_path,
             "preview": dg.MetadataValue.md(frame.head(5).to_markdown(index=False)),

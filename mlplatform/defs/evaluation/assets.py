@@ -2,26 +2,33 @@ import dagster as dg
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from mlplatform.lib import evaluation
+from mlplatform.lib import evaluation, leakage
 from mlplatform.lib.candidates import TunedCandidate
 from mlplatform.lib.plots import image_markdown
 from mlplatform.lib.training import TrainedModel
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
 
-@dg.asset(group_name="evaluation", kinds={"scikitlearn", "matplotlib"}, code_version="2")
+@dg.asset(group_name="evaluation", kinds={"scikitlearn", "matplotlib"}, code_version="3")
 def evaluation_report(
     context: dg.AssetExecutionContext,
     trained_model: TrainedModel,
     candidate_models: dict[str, TunedCandidate],
     feature_pipeline: ColumnTransformer,
+    training_data: pd.DataFrame,
     holdout_data: pd.DataFrame,
     project: ProjectSpecResource,
     artifacts: ArtifactStore,
 ) -> dg.Output[evaluation.Evaluation]:
-    """Holdout metrics, calibration, slices, every candidate compared, plots and feature importance."""
+    """Holdout metrics, calibration, slices, every candidate compared, plots, importance, leakage warnings."""
     spec = project.load()
     result = evaluation.evaluate(trained_model, holdout_data, spec, candidate_models, feature_pipeline)
+    # The same seeded scan as the features check's, so the report names what the check warned of.
+    result.leakage = leakage.scan(training_data, spec, list(feature_pipeline.feature_names_in_))
+    for leak in result.leakage.leaks:
+        context.log.warning(
+            f"Leakage warning: {leak.feature!r} alone predicts the target ({leak.metric} {leak.score:.4f})"
+        )
     folder = ("reports", spec.name, context.run.run_id)
     for name, png in result.plots.items():
         artifacts.write_bytes(png, *folder, f"{name}.png")
@@ -38,6 +45,7 @@ def evaluation_report(
             **{f"holdout_{name}": value for name, value in result.metrics.items()},
             "primary_metric": result.primary_metric,
             "holdout_rows": result.holdout_rows,
+            "leakage_warning": dg.MetadataValue.json([leak.feature for leak in result.leakage.leaks]),
             **{
                 name: dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4f"))
                 for name, table in tables.items()

@@ -29,7 +29,8 @@ def report_metadata(report: quality.QualityReport, docs: str | None) -> dict:
 
 def check_result(report: quality.QualityReport, metadata: dict, what: str) -> dg.AssetCheckResult:
     if report.passed:
-        warned = f"; {len(report.warnings)} warning(s)" if report.warnings else ""
+        # The UI shows the description first: a warning (a suspected leak, say) must be readable there.
+        warned = f"; {len(report.warnings)} warning(s):\n" + "\n".join(report.lines()) if report.warnings else ""
         description = f"{what}: all {len(report.outcomes)} blocking expectations passed{warned}"
     else:
         description = f"{what} rejected:\n" + "\n".join(report.lines())
