@@ -1,8 +1,9 @@
 """The model registry: every trained model in BentoML's model store, and a champion pointer beside it.
 
 A model version is a BentoML model (``<project>:<version>``) holding the shipped scikit-learn pipeline
-(``model.joblib``: feature pipeline + estimator) and its input schema (``schema.json``), labelled with where
-it came from: data version, code version, spec hash, holdout metrics, Dagster run id and training time.
+(``model.joblib``: feature pipeline + estimator), its input schema (``schema.json``) and the ids of the rows it
+was trained on (``training_rows.npy``, so the promotion gate can leave them out of a comparison), labelled with
+where it came from: data version, code version, spec hash, holdout metrics, Dagster run id and training time.
 
 The champion is a pointer, not a copy: ``registry/<project>/champion.json`` under the artifact root names
 the tag that serves, and ``history.jsonl`` records every change of champion with who did it and why. The
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import joblib
+import numpy as np
 from upath import UPath
 
 from mlplatform.lib.spec import ProjectSpec
@@ -33,6 +35,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
+TRAINING_ROWS_FILE = "training_rows.npy"
 PromotionKind = Literal["gate", "manual", "rollback"]
 
 
@@ -154,10 +157,17 @@ class Registry:
 
     # --- model versions -------------------------------------------------------------------------------
     def save(
-        self, model: TrainedModel, *, schema: dict, labels: dict[str, str], metrics: dict[str, float]
+        self,
+        model: TrainedModel,
+        *,
+        schema: dict,
+        labels: dict[str, str],
+        metrics: dict[str, float],
+        training_rows: np.ndarray,
     ) -> ModelVersion:
         """Store the model as a new version of the project's BentoML model (metrics at full precision in its
-        metadata, rounded in its labels); returns what the registry now knows of it."""
+        metadata, rounded in its labels) with the ids of its training rows (``features.row_ids``); returns what
+        the registry now knows of it."""
         import bentoml
 
         with bentoml.models.create(
@@ -169,6 +179,7 @@ class Registry:
         ) as stored:
             joblib.dump(model, stored.path_of(MODEL_FILE))
             Path(stored.path_of(SCHEMA_FILE)).write_text(json.dumps(schema, indent=2))
+            np.save(stored.path_of(TRAINING_ROWS_FILE), np.unique(np.asarray(training_rows, dtype=np.uint64)))
         return self.version(str(stored.tag))
 
     def version(self, tag: str) -> ModelVersion:
@@ -194,6 +205,11 @@ class Registry:
         stored = self._get(tag)
         model, schema = read_version(stored.path)
         return LoadedModel(tag=str(stored.tag), model=model, schema=schema, labels=dict(stored.info.labels))
+
+    def training_row_ids(self, tag: str) -> np.ndarray | None:
+        """The sorted ids of the rows ``tag`` was trained on; None for a version stored before they were kept."""
+        path = Path(self._get(tag).path) / TRAINING_ROWS_FILE
+        return np.load(path, allow_pickle=False) if path.exists() else None
 
     def _get(self, tag: str):
         from bentoml.exceptions import NotFound
