@@ -162,7 +162,7 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
             schema=schema,
             labels=labels,
             metrics=result.metrics,
-            training_rows=features.row_ids(training_rows, spec),
+            training_rows=features.RowIds.of(training_rows, spec),
         )
     with stage("challenger_model_challenger_beats_champion"):
         spec = load_spec(spec_path)

@@ -6,6 +6,7 @@ prediction goes through exactly the transformation training used.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,24 +37,49 @@ class SplitSummary:
 
 # A fixed key, not the split seed: row ids are stored with every model and compared across runs and seeds.
 ROW_ID_KEY = "mlplatform--rows"  # pandas takes a 16-byte key
+ROW_ID_SCHEME = "rows-v1"  # change it with the hashing below: ids of another scheme are not compared
 _MISSING = np.uint64(0x9E3779B97F4A7C15)  # any constant: a missing number or time hashes the same wherever it is
 _SCORE_BITS = 53  # a float64 holds 53 bits exactly: the score is the top 53 bits of the mixed hash
 
 
+@dataclass(frozen=True)
+class RowIds:
+    """The ids of a frame's rows (``row_ids``) and what they were hashed from: ids taken from other columns
+    (another ``id_column``, a column added or dropped) name other rows and must not be compared."""
+
+    values: np.ndarray
+    basis: str
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, spec: ProjectSpec) -> RowIds:
+        return cls(row_ids(frame, spec), row_id_basis(frame, spec))
+
+
 def row_ids(frame: pd.DataFrame, spec: ProjectSpec) -> np.ndarray:
     """A stable uint64 identity for each row: the hash of ``problem.id_column`` when the spec names one, else of
-    the row's content (every column, in name order). Numbers are hashed as float64 and everything else as text,
+    the row's content (every column, in name order). A number hashes by its value whatever the column's dtype,
     so a column that turns from int to float when a later batch brings a missing value keeps its rows' ids."""
-    id_column = spec.problem.id_column
-    if id_column is not None:
-        if id_column not in frame.columns:
-            raise FeatureError(f"problem.id_column {id_column!r} is not a column of the data")
-        columns = [id_column]
-    else:
-        columns = sorted(frame.columns, key=str)
-    canonical = pd.DataFrame({str(column): _canonical(frame[column]) for column in columns})
+    canonical = pd.DataFrame({str(column): _canonical(frame[column]) for column in _identity_columns(frame, spec)})
     hashed = pd.util.hash_pandas_object(canonical, index=False, hash_key=ROW_ID_KEY)
     return hashed.to_numpy(dtype=np.uint64)
+
+
+def row_id_basis(frame: pd.DataFrame, spec: ProjectSpec) -> str:
+    """What ``row_ids`` hashes for this frame, short enough for a model's metadata."""
+    columns = _identity_columns(frame, spec)
+    if spec.problem.id_column is not None:
+        return f"{ROW_ID_SCHEME}: id_column {spec.problem.id_column}"
+    names = hashlib.sha256("\x00".join(map(str, columns)).encode()).hexdigest()[:12]
+    return f"{ROW_ID_SCHEME}: content of {len(columns)} columns ({names})"
+
+
+def _identity_columns(frame: pd.DataFrame, spec: ProjectSpec) -> list:
+    id_column = spec.problem.id_column
+    if id_column is None:
+        return sorted(frame.columns, key=str)
+    if id_column not in frame.columns:
+        raise FeatureError(f"problem.id_column {id_column!r} is not a column of the data")
+    return [id_column]
 
 
 def _canonical(series: pd.Series) -> pd.Series:

@@ -21,7 +21,7 @@ class ComparedRows:
     compared: int
     champion_trained: int  # holdout rows left out because the champion trained on them
     challenger_trained: int  # the same for the challenger (none, unless the split changed)
-    champion_ids_known: bool = True  # False for a champion stored before training row ids were kept
+    champion_ids_unknown: str = ""  # why the champion's training rows cannot be told apart, when they cannot
 
     def metadata(self) -> dict[str, int | bool]:
         return {
@@ -29,7 +29,7 @@ class ComparedRows:
             "compared_rows": self.compared,
             "excluded_champion_trained_rows": self.champion_trained,
             "excluded_challenger_trained_rows": self.challenger_trained,
-            "champion_training_rows_known": self.champion_ids_known,
+            "champion_training_rows_known": not self.champion_ids_unknown,
         }
 
 
@@ -99,18 +99,17 @@ def gate(challenger: ModelVersion, holdout: pd.DataFrame, spec: ProjectSpec, mod
     """The promotion gate: score the stored challenger and the current champion on the holdout rows neither
     trained on (by the training row ids stored with each version), and judge. A holdout drawn from grown data
     can hold rows an older champion learned from; scoring it on them would favour it."""
-    ids = features.row_ids(holdout, spec)
-    challenger_seen = _seen(ids, models.training_row_ids(challenger.tag))
+    holdout_ids = features.RowIds.of(holdout, spec)
+    challenger_seen, _ = _seen(holdout_ids, models.training_rows(challenger.tag))
     champion = models.champion()
-    champion_ids = None if champion is None else models.training_row_ids(champion.tag)
-    champion_seen = _seen(ids, champion_ids)
+    champion_seen, unknown = _seen(holdout_ids, None if champion is None else models.training_rows(champion.tag))
     unseen = ~(challenger_seen | champion_seen)
     rows = ComparedRows(
         holdout=len(holdout),
         compared=int(unseen.sum()),
         champion_trained=int(champion_seen.sum()),
         challenger_trained=int((challenger_seen & ~champion_seen).sum()),
-        champion_ids_known=champion is None or champion_ids is not None,
+        champion_ids_unknown="" if champion is None else unknown,
     )
     metric = spec.problem.primary_metric
     if not unseen.any():
@@ -136,9 +135,15 @@ def gate(challenger: ModelVersion, holdout: pd.DataFrame, spec: ProjectSpec, mod
     return replace(verdict, reasons=(*verdict.reasons, _rows_reason(rows, verdict.champion_tag)), rows=rows)
 
 
-def _seen(ids: np.ndarray, trained: np.ndarray | None) -> np.ndarray:
-    """Which holdout rows a model trained on; none when its training row ids were not stored."""
-    return np.zeros(len(ids), dtype=bool) if trained is None else np.isin(ids, trained)
+def _seen(holdout: features.RowIds, trained: features.RowIds | None) -> tuple[np.ndarray, str]:
+    """Which holdout rows a model trained on, and why that cannot be known when it cannot: its ids were not
+    stored, or were hashed from other columns, so none can be left out."""
+    nothing = np.zeros(len(holdout.values), dtype=bool)
+    if trained is None:
+        return nothing, "was stored without its training row ids"
+    if trained.basis != holdout.basis:
+        return nothing, f"has training row ids of another kind ({trained.basis}; this holdout's: {holdout.basis})"
+    return np.isin(holdout.values, trained.values), ""
 
 
 def _score(models: Registry, tag: str, rows: pd.DataFrame, spec: ProjectSpec) -> dict[str, float]:
@@ -148,10 +153,10 @@ def _score(models: Registry, tag: str, rows: pd.DataFrame, spec: ProjectSpec) ->
 def _rows_reason(rows: ComparedRows, champion_tag: str | None) -> str:
     if champion_tag is None:
         said = f"scored on {rows.compared} holdout rows"
-    elif not rows.champion_ids_known:
+    elif rows.champion_ids_unknown:
         said = (
-            f"compared on the whole holdout ({rows.compared} rows): champion {champion_tag} was stored without "
-            "its training row ids, so rows it trained on cannot be left out"
+            f"compared on the whole holdout ({rows.compared} rows): champion {champion_tag} "
+            f"{rows.champion_ids_unknown}, so rows it trained on cannot be left out"
         )
     else:
         said = (

@@ -26,6 +26,7 @@ import joblib
 import numpy as np
 from upath import UPath
 
+from mlplatform.lib.features import RowIds
 from mlplatform.lib.spec import ProjectSpec
 from mlplatform.lib.storage import read_json, write_atomically, write_json
 from mlplatform.lib.training import TrainedModel
@@ -163,10 +164,10 @@ class Registry:
         schema: dict,
         labels: dict[str, str],
         metrics: dict[str, float],
-        training_rows: np.ndarray,
+        training_rows: RowIds,
     ) -> ModelVersion:
         """Store the model as a new version of the project's BentoML model (metrics at full precision in its
-        metadata, rounded in its labels) with the ids of its training rows (``features.row_ids``); returns what
+        metadata, rounded in its labels) with the ids of its training rows; returns what
         the registry now knows of it."""
         import bentoml
 
@@ -174,12 +175,17 @@ class Registry:
             self.project,
             labels=labels,
             # BentoML metadata takes no None: the parameters travel as one JSON string
-            metadata={"schema": schema, "metrics": metrics, "parameters": json.dumps(model.parameters, default=str)},
+            metadata={
+                "schema": schema,
+                "metrics": metrics,
+                "parameters": json.dumps(model.parameters, default=str),
+                "training_rows": {"basis": training_rows.basis, "rows": len(training_rows.values)},
+            },
             _model_store=self._store(),
         ) as stored:
             joblib.dump(model, stored.path_of(MODEL_FILE))
             Path(stored.path_of(SCHEMA_FILE)).write_text(json.dumps(schema, indent=2))
-            np.save(stored.path_of(TRAINING_ROWS_FILE), np.unique(np.asarray(training_rows, dtype=np.uint64)))
+            np.save(stored.path_of(TRAINING_ROWS_FILE), np.unique(training_rows.values.astype(np.uint64)))
         return self.version(str(stored.tag))
 
     def version(self, tag: str) -> ModelVersion:
@@ -206,10 +212,15 @@ class Registry:
         model, schema = read_version(stored.path)
         return LoadedModel(tag=str(stored.tag), model=model, schema=schema, labels=dict(stored.info.labels))
 
-    def training_row_ids(self, tag: str) -> np.ndarray | None:
-        """The sorted ids of the rows ``tag`` was trained on; None for a version stored before they were kept."""
-        path = Path(self._get(tag).path) / TRAINING_ROWS_FILE
-        return np.load(path, allow_pickle=False) if path.exists() else None
+    def training_rows(self, tag: str) -> RowIds | None:
+        """The sorted, distinct ids of the rows ``tag`` was trained on; None for a version stored before they
+        were kept."""
+        stored = self._get(tag)
+        path = Path(stored.path) / TRAINING_ROWS_FILE
+        basis = stored.info.metadata.get("training_rows", {}).get("basis")
+        if not path.exists() or basis is None:
+            return None
+        return RowIds(np.load(path, allow_pickle=False), basis)
 
     def _get(self, tag: str):
         from bentoml.exceptions import NotFound

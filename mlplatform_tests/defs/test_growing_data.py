@@ -86,7 +86,7 @@ def test_a_challenger_trained_on_more_data_wins_on_rows_the_champion_never_saw(t
     challenger = challenger_tag(after)
     holdout = after.output_for_node("data_split", "holdout_data")
     holdout_ids = features.row_ids(holdout, spec)
-    champion_ids, challenger_ids = models.training_row_ids(champion), models.training_row_ids(challenger)
+    champion_ids, challenger_ids = models.training_rows(champion).values, models.training_rows(challenger).values
     # the first batch's holdout rows are still holdout rows: the champion never trained on any of them
     assert set(features.row_ids(first_holdout, spec)) <= set(holdout_ids)
     assert len(challenger_ids) > len(champion_ids)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mlplatform.lib import evaluation, features, registry
-from mlplatform.lib.features import row_ids, split
+from mlplatform.lib.features import RowIds, split
 from mlplatform.lib.promotion import ComparedRows, gate, judge
 from mlplatform.lib.registry import Registry
 from mlplatform_tests.models import fitted
@@ -113,7 +113,7 @@ class TestGate:
         model = fitted(rows, spec)
         schema = features.input_schema(model.pipeline.named_steps["features"], rows, spec)
         labels = registry.lineage_labels(spec=spec, data_version="d", run_id="r", metrics={}, model=model)
-        version = models.save(model, schema=schema, labels=labels, metrics={}, training_rows=row_ids(rows, spec))
+        version = models.save(model, schema=schema, labels=labels, metrics={}, training_rows=RowIds.of(rows, spec))
         if promote:
             models.promote(version.tag, kind="gate", by="test", reason="first")
         return version
@@ -148,8 +148,31 @@ class TestGate:
 
         verdict = gate(self.stored(models, spec, training), holdout, spec, models)
 
-        assert verdict.rows == ComparedRows(len(holdout), len(holdout), 0, 0, champion_ids_known=False)
-        assert f"champion {champion.tag} was stored without its training row ids" in verdict.summary
+        assert verdict.rows == ComparedRows(
+            len(holdout), len(holdout), 0, 0, champion_ids_unknown="was stored without its training row ids"
+        )
+        assert (
+            f"compared on the whole holdout ({len(holdout)} rows): champion {champion.tag} was stored without "
+            "its training row ids, so rows it trained on cannot be left out"
+        ) in verdict.reasons
+
+    def test_a_champion_whose_ids_were_hashed_from_other_columns_is_compared_on_the_whole_holdout(
+        self, setting
+    ) -> None:
+        """Ids hashed from another id_column never match this holdout's: the gate must not claim the champion
+        trained on none of its rows, it cannot know."""
+        spec, frame, models = setting
+        frame = frame.assign(key=range(len(frame)))
+        by_key = spec.model_copy(update={"problem": spec.problem.model_copy(update={"id_column": "key"})})
+        self.stored(models, by_key, frame.iloc[:200], promote=True)
+        training, holdout, _ = split(frame, spec)
+
+        verdict = gate(self.stored(models, spec, training), holdout, spec, models)
+
+        assert verdict.rows.compared == len(holdout) and verdict.rows.champion_trained == 0
+        assert "has training row ids of another kind (rows-v1: id_column key; this holdout's: rows-v1: content of" in (
+            verdict.rows.champion_ids_unknown
+        )
 
     def test_no_row_left_unseen_by_the_champion_keeps_it(self, setting) -> None:
         spec, frame, models = setting

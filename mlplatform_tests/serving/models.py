@@ -40,6 +40,6 @@ def save_penguins_model(bentoml_home: Path) -> SavedModel:
     labels = registry.lineage_labels(spec=spec, data_version="test", run_id="test", metrics=metrics, model=model)
     store = registry.Registry(bentoml_home, str(bentoml_home.parent / "artifacts"), spec.name)
     version = store.save(
-        model, schema=schema, labels=labels, metrics=metrics, training_rows=features.row_ids(training, spec)
+        model, schema=schema, labels=labels, metrics=metrics, training_rows=features.RowIds.of(training, spec)
     )
     return SavedModel(version.tag, model, schema, holdout)

@@ -36,7 +36,7 @@ def challenger_model(
         schema=schema,
         labels=labels,
         metrics=evaluation_report.metrics,
-        training_rows=features.row_ids(training_data, spec),
+        training_rows=features.RowIds.of(training_data, spec),
     )
     context.log.info(f"Stored {version.tag} ({trained_model.estimator_name}) in {registry.bentoml_home}")
     return dg.Output(
