@@ -167,8 +167,8 @@ class Registry:
         training_rows: RowIds,
     ) -> ModelVersion:
         """Store the model as a new version of the project's BentoML model (metrics at full precision in its
-        metadata, rounded in its labels) with the ids of its training rows; returns what
-        the registry now knows of it."""
+        metadata, rounded in its labels) with the ids of its training rows; returns what the registry now knows
+        of it."""
         import bentoml
 
         with bentoml.models.create(
