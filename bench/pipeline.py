@@ -157,7 +157,13 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
         labels = registry.lineage_labels(
             spec=spec, data_version=version, run_id=run_id, metrics=result.metrics, model=model
         )
-        challenger = registry_for(spec).save(model, schema=schema, labels=labels, metrics=result.metrics)
+        challenger = registry_for(spec).save(
+            model,
+            schema=schema,
+            labels=labels,
+            metrics=result.metrics,
+            training_rows=features.RowIds.of(training_rows, spec),
+        )
     with stage("challenger_model_challenger_beats_champion"):
         spec = load_spec(spec_path)
         verdict = promotion.gate(challenger, holdout, spec, registry_for(spec))
@@ -168,6 +174,8 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
         models = registry_for(spec)
         verdict = promotion.gate(challenger, holdout, spec, models)  # the asset judges again, as it does
         evidence = {"challenger": verdict.challenger, "champion": verdict.champion}
+        if verdict.rows:
+            evidence["rows"] = verdict.rows.metadata()
         by = f"promotion gate ({getpass.getuser()})"
         change = models.promote(
             challenger.tag, kind="gate", by=by, reason=verdict.summary, run_id=run_id, evidence=evidence

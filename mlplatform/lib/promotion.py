@@ -1,14 +1,36 @@
-"""The promotion gate: does a challenger clear the spec's floors and beat the champion on the same holdout?"""
+"""The promotion gate: does a challenger clear the spec's floors and beat the champion on holdout rows neither
+model trained on?"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
-from mlplatform.lib import evaluation
+from mlplatform.lib import evaluation, features
 from mlplatform.lib.registry import ModelVersion, Registry
 from mlplatform.lib.spec import LOWER_IS_BETTER, ProjectSpec
+
+
+@dataclass(frozen=True)
+class ComparedRows:
+    """Which holdout rows the gate scored: those neither model trained on."""
+
+    holdout: int
+    compared: int
+    champion_trained: int  # holdout rows left out because the champion trained on them
+    challenger_trained: int  # the same for the challenger (none, unless the split changed)
+    champion_ids_unknown: str = ""  # why the champion's training rows cannot be told apart, when they cannot
+
+    def metadata(self) -> dict[str, int | bool]:
+        return {
+            "holdout_rows": self.holdout,
+            "compared_rows": self.compared,
+            "excluded_champion_trained_rows": self.champion_trained,
+            "excluded_challenger_trained_rows": self.challenger_trained,
+            "champion_training_rows_known": not self.champion_ids_unknown,
+        }
 
 
 @dataclass(frozen=True)
@@ -19,6 +41,7 @@ class Verdict:
     challenger: dict[str, float]
     champion: dict[str, float] | None  # the champion's metrics on the same holdout; None when there is none
     champion_tag: str | None
+    rows: ComparedRows | None = None  # set by ``gate``; ``judge`` only sees metrics
 
     @property
     def summary(self) -> str:
@@ -73,16 +96,73 @@ def judge(
 
 
 def gate(challenger: ModelVersion, holdout: pd.DataFrame, spec: ProjectSpec, models: Registry) -> Verdict:
-    """The promotion gate: score the stored challenger and the current champion on the same holdout, and judge."""
-    challenger_metrics = evaluation.score(models.load(challenger.tag).model, holdout, spec)
+    """The promotion gate: score the stored challenger and the current champion on the holdout rows neither
+    trained on (by the training row ids stored with each version), and judge. A holdout drawn from grown data
+    can hold rows an older champion learned from; scoring it on them would favour it."""
+    holdout_ids = features.RowIds.of(holdout, spec)
+    challenger_seen, _ = _seen(holdout_ids, models.training_rows(challenger.tag))
     champion = models.champion()
-    if champion is None:
-        return judge(challenger_metrics, None, spec)
-    try:
-        champion_metrics = evaluation.score(models.load(champion.tag).model, holdout, spec)
-    except evaluation.EvaluationError as exc:
-        raise evaluation.EvaluationError(
-            f"champion {champion.tag} cannot be scored on this holdout ({exc}); if the data changed on purpose, "
-            f"promote {challenger.tag} by hand: mlplatform promote {challenger.tag} --reason '...'"
-        ) from exc
-    return judge(challenger_metrics, champion_metrics, spec, champion.tag)
+    champion_seen, unknown = _seen(holdout_ids, None if champion is None else models.training_rows(champion.tag))
+    unseen = ~(challenger_seen | champion_seen)
+    rows = ComparedRows(
+        holdout=len(holdout),
+        compared=int(unseen.sum()),
+        champion_trained=int(champion_seen.sum()),
+        challenger_trained=int((challenger_seen & ~champion_seen).sum()),
+        champion_ids_unknown="" if champion is None else unknown,
+    )
+    metric = spec.problem.primary_metric
+    if not unseen.any():
+        reason = (
+            f"no holdout row is left that neither model trained on ({rows.champion_trained} of {rows.holdout} "
+            f"were champion {champion.tag if champion else '-'}'s training rows, {rows.challenger_trained} the "
+            f"challenger's): no fair comparison, so nothing is promoted; promote {challenger.tag} by hand if it "
+            f"should serve: mlplatform promote {challenger.tag} --reason '...'"
+        )
+        return Verdict(False, (reason,), metric, {}, None, champion.tag if champion else None, rows)
+    compared = holdout[unseen]
+    challenger_metrics = _score(models, challenger.tag, compared, spec)
+    champion_metrics = None
+    if champion is not None:
+        try:
+            champion_metrics = _score(models, champion.tag, compared, spec)
+        except evaluation.EvaluationError as exc:
+            raise evaluation.EvaluationError(
+                f"champion {champion.tag} cannot be scored on this holdout ({exc}); if the data changed on "
+                f"purpose, promote {challenger.tag} by hand: mlplatform promote {challenger.tag} --reason '...'"
+            ) from exc
+    verdict = judge(challenger_metrics, champion_metrics, spec, champion.tag if champion else None)
+    return replace(verdict, reasons=(*verdict.reasons, _rows_reason(rows, verdict.champion_tag)), rows=rows)
+
+
+def _seen(holdout: features.RowIds, trained: features.RowIds | None) -> tuple[np.ndarray, str]:
+    """Which holdout rows a model trained on, and why that cannot be known when it cannot: its ids were not
+    stored, or were hashed from other columns, so none can be left out."""
+    nothing = np.zeros(len(holdout.values), dtype=bool)
+    if trained is None:
+        return nothing, "was stored without its training row ids"
+    if trained.basis != holdout.basis:
+        return nothing, f"has training row ids of another kind ({trained.basis}; this holdout's: {holdout.basis})"
+    return np.isin(holdout.values, trained.values), ""
+
+
+def _score(models: Registry, tag: str, rows: pd.DataFrame, spec: ProjectSpec) -> dict[str, float]:
+    return evaluation.score(models.load(tag).model, rows.reset_index(drop=True), spec)
+
+
+def _rows_reason(rows: ComparedRows, champion_tag: str | None) -> str:
+    if champion_tag is None:
+        said = f"scored on {rows.compared} holdout rows"
+    elif rows.champion_ids_unknown:
+        said = (
+            f"compared on the whole holdout ({rows.compared} rows): champion {champion_tag} "
+            f"{rows.champion_ids_unknown}, so rows it trained on cannot be left out"
+        )
+    else:
+        said = (
+            f"compared on {rows.compared} holdout rows neither model trained on; {rows.champion_trained} of the "
+            f"{rows.holdout} holdout rows were left out because champion {champion_tag} trained on them"
+        )
+    if rows.challenger_trained:
+        said += f"; {rows.challenger_trained} left out because the challenger trained on them"
+    return said

@@ -1,8 +1,9 @@
 """The model registry: every trained model in BentoML's model store, and a champion pointer beside it.
 
 A model version is a BentoML model (``<project>:<version>``) holding the shipped scikit-learn pipeline
-(``model.joblib``: feature pipeline + estimator) and its input schema (``schema.json``), labelled with where
-it came from: data version, code version, spec hash, holdout metrics, Dagster run id and training time.
+(``model.joblib``: feature pipeline + estimator), its input schema (``schema.json``) and the ids of the rows it
+was trained on (``training_rows.npy``, so the promotion gate can leave them out of a comparison), labelled with
+where it came from: data version, code version, spec hash, holdout metrics, Dagster run id and training time.
 
 The champion is a pointer, not a copy: ``registry/<project>/champion.json`` under the artifact root names
 the tag that serves, and ``history.jsonl`` records every change of champion with who did it and why. The
@@ -22,8 +23,10 @@ from pathlib import Path
 from typing import Literal
 
 import joblib
+import numpy as np
 from upath import UPath
 
+from mlplatform.lib.features import RowIds
 from mlplatform.lib.spec import ProjectSpec
 from mlplatform.lib.storage import read_json, write_atomically, write_json
 from mlplatform.lib.training import TrainedModel
@@ -33,6 +36,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
+TRAINING_ROWS_FILE = "training_rows.npy"
 PromotionKind = Literal["gate", "manual", "rollback"]
 
 
@@ -159,21 +163,34 @@ class Registry:
 
     # --- model versions -------------------------------------------------------------------------------
     def save(
-        self, model: TrainedModel, *, schema: dict, labels: dict[str, str], metrics: dict[str, float]
+        self,
+        model: TrainedModel,
+        *,
+        schema: dict,
+        labels: dict[str, str],
+        metrics: dict[str, float],
+        training_rows: RowIds,
     ) -> ModelVersion:
         """Store the model as a new version of the project's BentoML model (metrics at full precision in its
-        metadata, rounded in its labels); returns what the registry now knows of it."""
+        metadata, rounded in its labels) with the ids of its training rows; returns what the registry now knows
+        of it."""
         import bentoml
 
         with bentoml.models.create(
             self.project,
             labels=labels,
             # BentoML metadata takes no None: the parameters travel as one JSON string
-            metadata={"schema": schema, "metrics": metrics, "parameters": json.dumps(model.parameters, default=str)},
+            metadata={
+                "schema": schema,
+                "metrics": metrics,
+                "parameters": json.dumps(model.parameters, default=str),
+                "training_rows": {"basis": training_rows.basis, "rows": len(training_rows.values)},
+            },
             _model_store=self._store(),
         ) as stored:
             joblib.dump(model, stored.path_of(MODEL_FILE))
             Path(stored.path_of(SCHEMA_FILE)).write_text(json.dumps(schema, indent=2))
+            np.save(stored.path_of(TRAINING_ROWS_FILE), np.unique(training_rows.values.astype(np.uint64)))
         return self.version(str(stored.tag))
 
     def version(self, tag: str) -> ModelVersion:
@@ -208,6 +225,16 @@ class Registry:
         stored = self._get(tag)
         model, schema = read_version(stored.path)
         return LoadedModel(tag=str(stored.tag), model=model, schema=schema, labels=dict(stored.info.labels))
+
+    def training_rows(self, tag: str) -> RowIds | None:
+        """The sorted, distinct ids of the rows ``tag`` was trained on; None for a version stored before they
+        were kept."""
+        stored = self._get(tag)
+        path = Path(stored.path) / TRAINING_ROWS_FILE
+        basis = stored.info.metadata.get("training_rows", {}).get("basis")
+        if not path.exists() or basis is None:
+            return None
+        return RowIds(np.load(path, allow_pickle=False), basis)
 
     def _get(self, tag: str):
         from bentoml.exceptions import NotFound

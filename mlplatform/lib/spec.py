@@ -274,8 +274,8 @@ class Evaluation(_Strict):
 
 
 class Promotion(_Strict):
-    """When a challenger replaces the champion: it clears every floor, and beats the champion on the same
-    holdout by ``margin`` in the primary metric."""
+    """When a challenger replaces the champion: it clears every floor, and beats the champion by ``margin`` in
+    the primary metric on the holdout rows neither model trained on."""
 
     # metric -> the worst acceptable value: a minimum for higher-is-better metrics, a maximum for losses
     floors: dict[str, float] = Field(default_factory=dict)

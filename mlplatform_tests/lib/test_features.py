@@ -1,4 +1,5 @@
-"""The split and the feature pipeline: deterministic, time-aware, stratified, and fitted on training rows only."""
+"""The split and the feature pipeline: deterministic, stable as data grows, time-aware, and fitted on training rows
+only."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.lib.features import FeatureError, feature_columns, fit_feature_pipeline, split
+from mlplatform.lib.features import FeatureError, feature_columns, fit_feature_pipeline, row_ids, split
 
 CLASSIFY = {"task": "classification", "target": "label"}
 
@@ -39,22 +40,96 @@ class TestSplit:
         assert holdout["x"].tolist() == [3]
         assert len(training) == 2
 
-    def test_a_stratified_split_keeps_class_shares(self, spec_from) -> None:
-        frame = classes({"common": 60, "middling": 30, "rare": 10})
+    def test_a_row_keeps_its_side_as_data_grows(self, spec_from) -> None:
+        """The second batch must not pull a first-batch holdout row into training, nor the reverse: a champion
+        trained on batch 1 would otherwise be judged on rows it learned from."""
+        rng = np.random.default_rng(0)
+        frame = pd.DataFrame(
+            {"x": rng.normal(size=700), "c": rng.choice(list("pqr"), 700), "label": rng.normal(size=700)}
+        )
+        first, grown = frame.iloc[:300], frame.sample(frac=1, random_state=1)  # grown: more rows, another order
+        spec = spec_from(problem={"task": "regression", "target": "label"})
 
-        training, holdout, summary = split(frame, spec_from(problem=CLASSIFY))
+        training, holdout, summary = split(first, spec)
+        grown_training, grown_holdout, _ = split(grown, spec)
 
-        assert holdout["label"].value_counts().to_dict() == {"common": 12, "middling": 6, "rare": 2}
-        assert training["label"].value_counts().to_dict() == {"common": 48, "middling": 24, "rare": 8}
-        assert summary.strategy == "random, seed 42, stratified by label"
+        assert set(holdout["x"]) <= set(grown_holdout["x"])
+        assert set(training["x"]) <= set(grown_training["x"])
+        assert 0.15 < len(grown_holdout) / len(grown) < 0.25  # split.holdout_fraction 0.2
+        assert summary.strategy == "hash of each row's content, seed 42: a row keeps its side as data grows"
 
-    def test_a_class_too_small_to_stratify_is_reported(self, spec_from) -> None:
-        frame = classes({"common": 19, "unique": 1})
+    def test_a_row_keeps_its_side_when_a_later_batch_makes_its_column_float(self, spec_from) -> None:
+        whole = pd.DataFrame({"count": np.arange(200), "label": np.arange(200) % 7})
+        later = pd.concat([whole, pd.DataFrame({"count": [np.nan], "label": [3]})], ignore_index=True)
+        spec = spec_from(problem={"task": "regression", "target": "label"})
 
-        training, holdout, summary = split(frame, spec_from(problem=CLASSIFY))
+        assert later["count"].dtype == np.float64
+        assert row_ids(later, spec)[:200].tolist() == row_ids(whole, spec).tolist()
+        assert row_ids(whole[["label", "count"]], spec).tolist() == row_ids(whole, spec).tolist()  # column order
 
-        assert summary.strategy == "random, seed 42, not stratified (class 'unique' has 1 row(s))"
-        assert len(training) + len(holdout) == 20
+    def test_identical_rows_share_a_side(self, spec_from) -> None:
+        frame = pd.DataFrame({"x": np.arange(50.0).repeat(4), "label": ["a", "b"] * 100})
+
+        training, holdout, _ = split(frame, spec_from(problem=CLASSIFY))
+
+        assert not holdout.empty
+        assert set(map(tuple, training.values)).isdisjoint(map(tuple, holdout.values))
+
+    def test_the_id_column_decides_the_side(self, spec_from) -> None:
+        """A row keeps its side when its values are corrected later, as long as its id stays."""
+        rng = np.random.default_rng(3)
+        frame = pd.DataFrame({"penguin": np.arange(500), "x": rng.normal(size=500), "label": ["a", "b"] * 250})
+        corrected = frame.assign(x=rng.normal(size=500)).sample(frac=1, random_state=2)  # and delivered reordered
+        spec = spec_from(problem={**CLASSIFY, "id_column": "penguin"})
+
+        _, holdout, summary = split(frame, spec)
+        _, corrected_holdout, _ = split(corrected, spec)
+
+        assert sorted(holdout["penguin"]) == sorted(corrected_holdout["penguin"])
+        assert not set(holdout["x"]) & set(corrected_holdout["x"])  # the content changed, the side did not
+        assert summary.strategy.startswith("hash of id_column penguin, seed 42")
+        assert row_ids(frame, spec).tolist() == row_ids(corrected.sort_values("penguin"), spec).tolist()
+
+    def test_every_class_has_a_training_row(self, spec_from) -> None:
+        frame = classes({"common": 40, "rare": 3})
+        spec = spec_from(problem=CLASSIFY, split={"holdout_fraction": 0.9})
+
+        training, holdout, summary = split(frame, spec)
+
+        assert set(training["label"]) == {"common", "rare"}
+        assert "class 'rare' had no training row: 1 of its 3 moved to training" in summary.strategy
+        assert (training["label"] == "rare").sum() == 1  # only the one row moved; the others stay held out
+
+    @pytest.mark.parametrize(
+        ("task", "labels", "fraction", "note"),
+        [
+            ("classification", ["a", "a"], 0.01, "no row hashed into the holdout (2 rows): the one nearest the cut"),
+            ("regression", [1.0, 2.0], 0.99, "no row hashed into training (2 rows): the one nearest the cut moved"),
+            ("classification", ["a", "a", "b"], 0.01, "no row hashed into the holdout (3 rows)"),
+        ],
+    )
+    def test_a_tiny_frame_still_gets_both_sides(self, spec_from, task, labels, fraction, note) -> None:
+        frame = pd.DataFrame({"label": labels, "x": np.arange(len(labels), dtype=float)})
+        spec = spec_from(problem={"task": task, "target": "label"}, split={"holdout_fraction": fraction})
+
+        training, holdout, summary = split(frame, spec)
+        again = split(frame, spec)
+
+        assert not training.empty and not holdout.empty
+        assert task == "regression" or set(training["label"]) == set(labels)
+        assert note in summary.strategy
+        assert again[1].equals(holdout)  # the fallback is deterministic too
+
+    @pytest.mark.parametrize(
+        "frame",
+        [
+            pd.DataFrame({"label": ["a", "b"], "x": [1.0, 2.0]}),  # either row held out loses its class
+            pd.DataFrame({"label": ["a", "a"], "x": [1.0, 1.0]}),  # one row twice: it cannot sit on both sides
+        ],
+    )
+    def test_a_frame_that_cannot_be_split_fairly_fails(self, spec_from, frame) -> None:
+        with pytest.raises(FeatureError, match="cannot hold out any of 2 rows without leaving training empty"):
+            split(frame, spec_from(problem=CLASSIFY))
 
     def test_rows_are_neither_lost_nor_repeated(self, spec_from) -> None:
         frame = classes({"a": 37, "b": 26})

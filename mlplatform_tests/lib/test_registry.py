@@ -25,10 +25,11 @@ def models(tmp_path: Path) -> Registry:
 
 
 def store(models: Registry, trained, run_id: str = "run-1", data_version: str = "d1") -> registry.ModelVersion:
-    spec, model, schema, _ = trained
+    spec, model, schema, training = trained
     metrics = {"f1_macro": 0.91234567, "accuracy": 0.95}
     labels = registry.lineage_labels(spec=spec, data_version=data_version, run_id=run_id, metrics=metrics, model=model)
-    return models.save(model, schema=schema, labels=labels, metrics=metrics)
+    rows = features.RowIds.of(training, spec)
+    return models.save(model, schema=schema, labels=labels, metrics=metrics, training_rows=rows)
 
 
 def test_a_saved_model_carries_its_lineage(models: Registry, trained, tmp_path: Path) -> None:
@@ -139,3 +140,24 @@ def test_nothing_to_roll_back_to(models: Registry, trained) -> None:
     models.promote(store(models, trained).tag, kind="gate", by="gate", reason="first")
     with pytest.raises(RegistryError, match="is the first champion"):
         models.rollback_target()
+
+
+def test_a_version_keeps_the_ids_of_its_training_rows(models: Registry, trained, tmp_path: Path) -> None:
+    spec, _, _, training = trained
+
+    version = store(models, trained)
+
+    kept = models.training_rows(version.tag)
+    assert kept.values.dtype == "uint64"
+    assert kept.values.tolist() == sorted(set(features.row_ids(training, spec).tolist()))
+    assert kept.basis == features.row_id_basis(training, spec)
+    assert kept.basis.startswith(f"{features.ROW_ID_SCHEME}: content of {training.shape[1]} columns")
+    folder = tmp_path / "bentoml" / "models" / "penguins" / version.tag.split(":")[1]
+    assert (folder / registry.TRAINING_ROWS_FILE).is_file()  # inside the BentoML model, so it travels with it
+
+
+def test_a_version_stored_before_row_ids_were_kept_has_none(models: Registry, trained, tmp_path: Path) -> None:
+    version = store(models, trained)
+    (tmp_path / "bentoml" / "models" / "penguins" / version.tag.split(":")[1] / registry.TRAINING_ROWS_FILE).unlink()
+
+    assert models.training_rows(version.tag) is None

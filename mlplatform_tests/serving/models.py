@@ -39,5 +39,7 @@ def save_penguins_model(bentoml_home: Path) -> SavedModel:
     metrics = {"f1_macro": 1.0}
     labels = registry.lineage_labels(spec=spec, data_version="test", run_id="test", metrics=metrics, model=model)
     store = registry.Registry(bentoml_home, str(bentoml_home.parent / "artifacts"), spec.name)
-    version = store.save(model, schema=schema, labels=labels, metrics=metrics)
+    version = store.save(
+        model, schema=schema, labels=labels, metrics=metrics, training_rows=features.RowIds.of(training, spec)
+    )
     return SavedModel(version.tag, model, schema, holdout)

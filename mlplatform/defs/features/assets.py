@@ -10,18 +10,18 @@ from mlplatform.resources import ProjectSpecResource
     group_name="features",
     outs={
         "training_data": dg.AssetOut(
-            kinds={"pandas", "parquet"}, code_version="1", description="The rows the model learns from."
+            kinds={"pandas", "parquet"}, code_version="2", description="The rows the model learns from."
         ),
         "holdout_data": dg.AssetOut(
             kinds={"pandas", "parquet"},
-            code_version="1",
+            code_version="2",
             description="The rows kept out of every fit, for an honest evaluation.",
         ),
     },
 )
 def data_split(context: dg.AssetExecutionContext, cleaned_data: pd.DataFrame, project: ProjectSpecResource):
-    """A deterministic split of the cleaned data: seeded, stratified for classification, time-ordered when
-    the spec names a time column."""
+    """A deterministic split of the cleaned data: by a seeded hash of each row (or its id), so a row keeps its
+    side as data grows; time-ordered when the spec names a time column."""
     spec = project.load()
     training, holdout, summary = features.split(cleaned_data, spec)
     context.log.info(

@@ -24,14 +24,19 @@ def challenger_model(
     project: ProjectSpecResource,
     registry: ModelRegistry,
 ) -> dg.Output[ModelVersion]:
-    """This run's model in BentoML's model store, labelled with its lineage, waiting on the promotion gate."""
+    """This run's model in BentoML's model store, labelled with its lineage and holding the ids of its training
+    rows, waiting on the promotion gate."""
     spec = project.load()
     schema = features.input_schema(
         trained_model.pipeline.named_steps["features"], training_data, spec, trained_model.classes
     )
     labels = registry_labels(context, spec, trained_model, evaluation_report)
     version = registry.for_project(spec.name).save(
-        trained_model, schema=schema, labels=labels, metrics=evaluation_report.metrics
+        trained_model,
+        schema=schema,
+        labels=labels,
+        metrics=evaluation_report.metrics,
+        training_rows=features.RowIds.of(training_data, spec),
     )
     context.log.info(f"Stored {version.tag} ({trained_model.estimator_name}) in {registry.bentoml_home}")
     return dg.Output(
@@ -41,6 +46,7 @@ def challenger_model(
             "data_version": labels["data_version"],
             "code_version": labels["code_version"],
             "spec_hash": labels["spec_hash"],
+            "training_rows": len(training_data),
             "labels": dg.MetadataValue.json(labels),
         },
     )
@@ -94,7 +100,11 @@ def champion_model(
             by=f"promotion gate ({by})",
             reason=verdict.summary,
             run_id=context.run.run_id,
-            evidence={"challenger": verdict.challenger, "champion": verdict.champion},
+            evidence={
+                "challenger": verdict.challenger,
+                "champion": verdict.champion,
+                **({"rows": verdict.rows.metadata()} if verdict.rows else {}),
+            },
         )
     serving = models.version(change.tag)
     context.log.info(f"Champion is now {change.tag} (was {change.previous}): {change.kind} by {change.by}")

@@ -14,8 +14,9 @@ def challenger_beats_champion(
     project: ProjectSpecResource,
     registry: ModelRegistry,
 ) -> dg.AssetCheckResult:
-    """The challenger clears the spec's metric floors and beats the champion on the same holdout by the
-    configured margin; otherwise the champion stays, and this says why with both sets of numbers."""
+    """The challenger clears the spec's metric floors and beats the champion by the configured margin on the
+    holdout rows neither trained on; otherwise the champion stays, and this says why with both sets of numbers
+    and how many holdout rows were compared."""
     spec = project.load()
     verdict = gate(challenger_model, holdout_data, spec, registry.for_project(spec.name))
     names = sorted(set(verdict.challenger) | set(verdict.champion or {}))
@@ -37,5 +38,6 @@ def challenger_beats_champion(
             "challenger": challenger_model.tag,
             "champion": verdict.champion_tag or "",
             "margin": spec.promotion.margin,
+            **(verdict.rows.metadata() if verdict.rows else {}),
         },
     )
