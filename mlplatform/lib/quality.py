@@ -103,7 +103,7 @@ def contract_rules(spec: ProjectSpec, columns: list[str]) -> list[Rule]:
     required = [problem.target, problem.id_column, problem.time_column]
     required += [name for name, contract in quality.columns.items() if contract.required]
     rules = [Rule("expect_column_to_exist", {"column": c}, "error", "spec") for c in dict.fromkeys(required) if c]
-    unlabeled = f"rows without a target are unlabeled (cleaning drops them); {problem.target!r} is the target"
+    unlabeled = f"unlabeled rows: the target {problem.target!r} is missing (cleaning drops such rows)"
     if problem.target in present and quality.max_unlabeled_fraction is not None:
         mostly = {"column": problem.target, "mostly": 1.0 - quality.max_unlabeled_fraction}
         rules.append(
@@ -325,12 +325,12 @@ class Outcome:
             mostly = self.rule.mostly
             if mostly is not None:
                 found += f", more than the {(1 - mostly) * 100:.4g}% tolerated (mostly={mostly:g})"
-            if self.sample:
+            if self.sample and self.rule.expectation != "expect_column_values_to_not_be_null":  # samples of nothing
                 found += f", e.g. {list(self.sample)}"
         else:
             found = f"observed {self.observed!r}"
         if self.rule.note:
-            found += f" ({self.rule.note})"
+            found += f"; {self.rule.note}"
         return f"{where}: {self.rule.describe()} failed: {found} [{self.rule.severity}, from {self.rule.origin}]"
 
 

@@ -76,7 +76,7 @@ class TestUnlabeledRows:
         [line] = report.lines()
         assert line.startswith("column 'insured': expect_column_values_to_not_be_null() failed: ")
         assert "400 of 1000 rows unexpected (40.00%), more than the 20% tolerated (mostly=0.8)" in line
-        assert "rows without a target are unlabeled" in line
+        assert "unlabeled rows: the target 'insured' is missing" in line
         assert "[error, from spec quality.max_unlabeled_fraction]" in line
 
     def test_the_targets_max_null_fraction_in_the_contract_is_the_limit_with_its_own_severity(self, spec_from) -> None:
