@@ -256,6 +256,35 @@ def test_with_the_profile_off_text_in_a_numeric_column_is_quarantined_and_later_
 
 
 @pytest.mark.slow
+def test_a_batch_that_passed_its_checks_but_cannot_join_is_refused_and_quarantined(
+    tmp_path: Path, penguins: pd.DataFrame
+) -> None:
+    # Numbers in a text column pass every check here (no contract, no profile); appended, they would leave
+    # training data that Parquet cannot store.
+    landing = landed(tmp_path, penguins, {"profile": {"enabled": False}, "columns": {}})
+    coded = landing.arriving.head(50).assign(sex=lambda batch: (batch["sex"] == "male").astype(int))
+    delivered = landing.deliver("batch_001_coded_sex.csv", csv(coded))
+
+    result = landing.run()
+
+    assert not result.success
+    failure = "\n".join(_error(e) for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "column 'sex' is text (large_string) in the accepted data but numeric (dtype int64)" in failure
+    assert delivered.name in failure and "quarantine" in failure
+    assert not delivered.exists()
+    [quarantined] = list((landing.artifacts / "batches" / "quarantine").iterdir())
+    assert json.loads((quarantined / "reason.json").read_text())["stage"] == "acceptance"
+    assert len(landing.manifest()) == 1
+    assert landing.model_path.read_bytes() == landing.model_bytes
+
+    landing.deliver("batch_002_good.csv", csv(landing.arriving.iloc[50:110]))
+    later = landing.run()
+
+    assert later.success or only_the_gate_failed(later)
+    assert [entry["rows"] for entry in landing.manifest()] == [200, 60]
+
+
+@pytest.mark.slow
 def test_with_nothing_new_nothing_runs_again(landing: Landing) -> None:
     result = landing.run()
 
