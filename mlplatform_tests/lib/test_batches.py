@@ -18,15 +18,23 @@ def batch(batch_id: str, frame: pd.DataFrame, appends: bool = True) -> Batch:
     return Batch(batch_id, f"{batch_id}.csv", None, frame, None, appends)
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> BatchLedger:
-    ledger = BatchLedger(UPath(tmp_path / "batches"))
+def accepted_once(root: UPath) -> BatchLedger:
+    ledger = BatchLedger(root)
     first = pd.DataFrame({"depth": [61.5, 59.8], "cut": ["Ideal", "Good"], "certified": [True, False]})
     assert ledger.accept(batch("first", first), "run-1")
     return ledger
 
 
-def test_the_accepted_kinds_come_from_the_parquet_footers(ledger: BatchLedger) -> None:
+@pytest.fixture
+def ledger(tmp_path: Path) -> BatchLedger:
+    return accepted_once(UPath(tmp_path / "batches"))
+
+
+@pytest.mark.parametrize("where", ["folder", "object store"])
+def test_the_accepted_kinds_come_from_the_parquet_footers(ledger: BatchLedger, where: str, request) -> None:
+    if where == "object store":  # fsspec's in-memory filesystem stands in for s3://: no local path to open
+        ledger = accepted_once(UPath(f"memory://ledgers/{request.node.name}"))
+
     kinds = ledger.accepted_kinds()
 
     assert {name: kind for name, (kind, _) in kinds.items()} == {
