@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import pandas as pd
+import pyarrow.parquet as pq
 from upath import UPath
 
-from mlplatform.lib import ingest
+from mlplatform.lib import ingest, schema
 from mlplatform.lib.spec import ProjectSpec
 from mlplatform.lib.storage import read_frame, read_json, write_atomically, write_frame, write_json
 
@@ -150,6 +151,15 @@ class BatchLedger:
         entries = self.manifest()
         if entries and entries[-1]["batch_id"] == batch.batch_id:
             return False
+        # The checks should have stopped such a batch; should one slip through, appending it would leave
+        # training data that no later run can read. It is quarantined so that it is not offered again.
+        problems = schema.conflicts(self.accepted_kinds() if batch.appends else {}, batch.frame)
+        if problems:
+            reasons = [f"cannot join the training data: {problem}" for problem in problems]
+            folder = self.quarantine(batch, {"stage": "acceptance", "reasons": reasons, "run_id": run_id})
+            raise RejectedBatch(
+                f"batch {batch.batch_id} ({batch.name}) {'; '.join(reasons)}. It is kept in quarantine at {folder}"
+            )
         folder = self.root / "accepted" / batch.batch_id
         write_frame(folder / "data.parquet", batch.frame)
         if batch.payload is not None:
@@ -175,6 +185,20 @@ class BatchLedger:
             raise LookupError(f"no batch has been accepted yet under {self.root}")
         start = max((i for i, e in enumerate(entries) if not e["appends"]), default=0)
         return self._frame_of([e["batch_id"] for e in entries[start:]])
+
+    def accepted_kinds(self) -> dict[str, tuple[str, str]]:
+        """Column -> (kind, Parquet type) of the training data, from the accepted batches' Parquet footers
+        (no rows are read). A column empty in every batch so far is "empty"."""
+        entries = self.manifest()
+        start = max((i for i, e in enumerate(entries) if not e["appends"]), default=0)
+        kinds: dict[str, tuple[str, str]] = {}
+        for entry in entries[start:]:
+            with (self.root / "accepted" / entry["batch_id"] / "data.parquet").open("rb") as handle:
+                found = schema.kinds_of_parquet(pq.ParquetFile(handle).metadata)
+            for name, (kind, data_type) in found.items():
+                if name not in kinds or kinds[name][0] == schema.EMPTY:
+                    kinds[name] = (kind, data_type)
+        return kinds
 
     def record_version(self, data_version: str) -> UPath:
         """Remember which accepted batches make up ``data_version`` (the current training data), so that

@@ -37,8 +37,11 @@ def clean(raw: pd.DataFrame, spec: ProjectSpec) -> tuple[pd.DataFrame, dict]:
     frame, report["missing_tokens_replaced"] = _normalise_missing(frame)
     frame, report["columns_coerced"] = _coerce_types(frame, spec)
 
+    # Unlabeled rows are normal in survey or label data; how many a batch may have is the quality contract's
+    # call (quality.max_unlabeled_fraction). Here they are dropped and counted.
     target_missing = frame[problem.target].isna()
     report["rows_without_target_dropped"] = int(target_missing.sum())
+    report["unlabeled_fraction"] = round(float(target_missing.mean()), 4) if len(frame) else 0.0
     frame = frame.loc[~target_missing]
 
     subset = [problem.id_column] if problem.id_column else None

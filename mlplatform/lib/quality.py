@@ -1,7 +1,9 @@
 """Data quality with Great Expectations 1.x: suites as code, from three places.
 
-1. the spec's contract: required columns, a non-null target, declared types, ranges and allowed values;
-2. a profile learned from the accepted data: its columns, types, ranges (with a margin), category sets
+1. the spec's contract: required columns (the target among them), declared types, ranges and allowed
+   values, and at most ``max_unlabeled_fraction`` of rows without a target when the spec sets it;
+2. the accepted data: its column types always (a batch that cannot be appended to it is never accepted),
+   and, with the profile on, a profile learned from it: its columns, ranges (with a margin), category sets
    and null fractions, stored with the data version it came from;
 3. expectations the user lists in the spec, by their GX name.
 
@@ -17,18 +19,20 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 from pandas.api import types
 
+from mlplatform.lib import schema
 from mlplatform.lib.spec import ProjectSpec, Severity
 
 NUMERIC_TYPES = (
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64",
 )  # fmt: skip
 BOOLEAN_TYPES = ("bool", "boolean")
+TYPE_EXPECTATIONS = frozenset({"expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type"})
 SAMPLE_SIZE = 10
 
 
@@ -42,14 +46,21 @@ class Rule:
     kwargs: dict
     severity: Severity
     origin: str  # "spec", "profile", "spec expectations[2]", ...
+    note: str | None = None  # what a failure means to a person, when the expectation's name does not say it
 
     @property
     def column(self) -> str | None:
         column = self.kwargs.get("column")
         return str(column) if column is not None else None
 
+    @property
+    def mostly(self) -> float | None:
+        mostly = self.kwargs.get("mostly")
+        return float(mostly) if mostly is not None and mostly < 1 else None
+
     def describe(self) -> str:
-        shown = {k: v for k, v in self.kwargs.items() if k not in ("column", "column_list")}
+        # mostly is said with the outcome, as the share tolerated
+        shown = {k: v for k, v in self.kwargs.items() if k not in ("column", "column_list", "mostly")}
         if "value_set" in shown and len(shown["value_set"]) > 8:
             shown["value_set"] = [*shown["value_set"][:8], "..."]
         arguments = ", ".join(f"{k}={v!r}" for k, v in shown.items())
@@ -63,9 +74,17 @@ _DECLARED = (
 )
 
 
-def batch_rules(spec: ProjectSpec, columns: list[str], profile: dict | None, rows: int) -> list[Rule]:
-    """The suite for a raw batch with these columns: contract, then profile, then the user's expectations."""
-    rules = contract_rules(spec, columns)
+def batch_rules(
+    spec: ProjectSpec,
+    columns: list[str],
+    profile: dict | None,
+    rows: int,
+    accepted_kinds: dict[str, tuple[str, str]] | None = None,
+) -> list[Rule]:
+    """The suite for a raw batch with these columns: the accepted data's types and the contract, then the
+    profile, then the user's expectations. ``accepted_kinds`` is ``BatchLedger.accepted_kinds()``."""
+    # First, so that a type the accepted data fixes blocks even where the contract says "warn".
+    rules = schema_rules(accepted_kinds or {}, columns) + contract_rules(spec, columns)
     if profile is not None and spec.quality.profile.enabled:
         # Where the spec states a column's range or values, the spec decides, not what was seen so far.
         declared = {(rule.expectation, rule.column) for rule in rules if rule.expectation in _DECLARED and rule.column}
@@ -84,12 +103,19 @@ def contract_rules(spec: ProjectSpec, columns: list[str]) -> list[Rule]:
     required = [problem.target, problem.id_column, problem.time_column]
     required += [name for name, contract in quality.columns.items() if contract.required]
     rules = [Rule("expect_column_to_exist", {"column": c}, "error", "spec") for c in dict.fromkeys(required) if c]
-    if problem.target in present:
-        rules.append(Rule("expect_column_values_to_not_be_null", {"column": problem.target}, "error", "spec"))
+    unlabeled = f"unlabeled rows: the target {problem.target!r} is missing (cleaning drops such rows)"
+    if problem.target in present and quality.max_unlabeled_fraction is not None:
+        mostly = {"column": problem.target, "mostly": 1.0 - quality.max_unlabeled_fraction}
+        rules.append(
+            Rule(
+                "expect_column_values_to_not_be_null", mostly, "error", "spec quality.max_unlabeled_fraction", unlabeled
+            )
+        )
     for column, contract in quality.columns.items():
         if column not in present:
             continue
         severity, base = contract.severity, {"column": column}
+        tolerance = {"mostly": contract.mostly} if contract.mostly < 1 else {}
         if contract.type == "number":
             rules.append(
                 Rule(
@@ -110,20 +136,35 @@ def contract_rules(spec: ProjectSpec, columns: list[str]) -> list[Rule]:
             )
         if contract.min is not None or contract.max is not None:
             bounds = {"min_value": contract.min, "max_value": contract.max}
-            rules.append(Rule("expect_column_values_to_be_between", {**base, **bounds}, severity, "spec"))
+            rules.append(Rule("expect_column_values_to_be_between", {**base, **bounds, **tolerance}, severity, "spec"))
         if contract.allowed is not None:
-            rules.append(
-                Rule(
-                    "expect_column_values_to_be_in_set", {**base, "value_set": list(contract.allowed)}, severity, "spec"
-                )
-            )
+            values = {"value_set": list(contract.allowed), **tolerance}
+            rules.append(Rule("expect_column_values_to_be_in_set", {**base, **values}, severity, "spec"))
         if contract.max_null_fraction is not None:
-            mostly = 1.0 - contract.max_null_fraction
-            rules.append(Rule("expect_column_values_to_not_be_null", {**base, "mostly": mostly}, severity, "spec"))
+            mostly = {**base, "mostly": 1.0 - contract.max_null_fraction}
+            note = unlabeled if column == problem.target else None
+            rules.append(Rule("expect_column_values_to_not_be_null", mostly, severity, "spec", note))
     if len(columns) >= 2 and quality.max_duplicate_fraction < 1.0:
         unique = {"column_list": list(columns), "mostly": 1.0 - quality.max_duplicate_fraction}
         rules.append(Rule("expect_compound_columns_to_be_unique", unique, quality.duplicates_severity, "spec"))
     return rules
+
+
+def schema_rules(accepted_kinds: dict[str, tuple[str, str]], columns: list[str]) -> list[Rule]:
+    """Numeric columns of the accepted data stay numeric and boolean ones boolean, whatever the profile and
+    contract say: a batch of another type cannot be appended to the training data. Text against numbers is
+    left to BatchLedger.accept (GX's type check does not know pandas' text dtype)."""
+    type_lists = {schema.NUMERIC: list(NUMERIC_TYPES), schema.BOOLEAN: list(BOOLEAN_TYPES)}
+    return [
+        Rule(
+            "expect_column_values_to_be_in_type_list",
+            {"column": column, "type_list": type_lists[kind]},
+            "error",
+            f"accepted data schema ({data_type})",
+        )
+        for column, (kind, data_type) in accepted_kinds.items()
+        if column in columns and kind in type_lists
+    ]
 
 
 def learn_profile(frame: pd.DataFrame, spec: ProjectSpec) -> dict:
@@ -162,32 +203,26 @@ def profile_rules(profile: dict, spec: ProjectSpec, columns: list[str], rows: in
         rules.append(Rule("expect_column_to_exist", {"column": column}, severity, "profile"))
         if column not in present:
             continue
+        # Types are held by schema_rules, profile on or off.
         base = {"column": column}
-        if entry["kind"] == "numeric":
+        tolerance = {"mostly": settings.mostly} if settings.mostly < 1 else {}
+        if entry["kind"] == "numeric" and "min" in entry:
+            span = entry["max"] - entry["min"] or abs(entry["max"]) or 1.0
+            low = entry["min"] - settings.range_margin * span
+            high = entry["max"] + settings.range_margin * span
             rules.append(
                 Rule(
-                    "expect_column_values_to_be_in_type_list",
-                    {**base, "type_list": list(NUMERIC_TYPES)},
+                    "expect_column_values_to_be_between",
+                    {**base, "min_value": low, "max_value": high, **tolerance},
                     severity,
                     "profile",
                 )
             )
-            if "min" in entry:
-                span = entry["max"] - entry["min"] or abs(entry["max"]) or 1.0
-                low = entry["min"] - settings.range_margin * span
-                high = entry["max"] + settings.range_margin * span
-                rules.append(
-                    Rule(
-                        "expect_column_values_to_be_between",
-                        {**base, "min_value": low, "max_value": high},
-                        severity,
-                        "profile",
-                    )
-                )
         elif entry["kind"] == "category" and "values" in entry:
-            rules.append(
-                Rule("expect_column_values_to_be_in_set", {**base, "value_set": entry["values"]}, severity, "profile")
-            )
+            values = {**base, "value_set": entry["values"], **tolerance}
+            rules.append(Rule("expect_column_values_to_be_in_set", values, severity, "profile"))
+        if column == spec.problem.target:
+            continue  # how many rows may be unlabeled is the contract's call (max_unlabeled_fraction)
         # A small batch's null share wanders by chance: allow three binomial standard deviations on top.
         seen = entry["null_fraction"]
         chance = 3 * math.sqrt(seen * (1 - seen) / max(rows, 1))
@@ -276,6 +311,7 @@ class Outcome:
     observed: object = None
     error: str | None = None
     rows: int = 0  # the rows the rule was evaluated on
+    superseded: bool = False  # failed, but its column's failed type check is the reason worth reading
 
     def describe(self) -> str:
         where = f"column {self.rule.column!r}" if self.rule.column else "table"
@@ -286,10 +322,15 @@ class Outcome:
         elif self.unexpected_count is not None:
             percent = f"{self.unexpected_percent:.2f}%" if self.unexpected_percent is not None else "?"
             found = f"{self.unexpected_count} of {self.rows} rows unexpected ({percent})"
-            if self.sample:
+            mostly = self.rule.mostly
+            if mostly is not None:
+                found += f", more than the {(1 - mostly) * 100:.4g}% tolerated (mostly={mostly:g})"
+            if self.sample and self.rule.expectation != "expect_column_values_to_not_be_null":  # samples of nothing
                 found += f", e.g. {list(self.sample)}"
         else:
             found = f"observed {self.observed!r}"
+        if self.rule.note:
+            found += f"; {self.rule.note}"
         return f"{where}: {self.rule.describe()} failed: {found} [{self.rule.severity}, from {self.rule.origin}]"
 
 
@@ -304,11 +345,11 @@ class QualityReport:
 
     @property
     def errors(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.success and o.rule.severity == "error"]
+        return [o for o in self.outcomes if not o.success and not o.superseded and o.rule.severity == "error"]
 
     @property
     def warnings(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.success and o.rule.severity == "warn"]
+        return [o for o in self.outcomes if not o.success and not o.superseded and o.rule.severity == "warn"]
 
     @property
     def passed(self) -> bool:
@@ -328,6 +369,7 @@ class QualityReport:
                 "percent": [
                     round(o.unexpected_percent, 3) if o.unexpected_percent is not None else None for o in failed
                 ],
+                "mostly": [o.rule.mostly for o in failed],
                 "sample": [", ".join(map(str, o.sample)) or (o.error or "") for o in failed],
                 "origin": [o.rule.origin for o in failed],
             }
@@ -347,6 +389,7 @@ class QualityReport:
                     "origin": o.rule.origin,
                     "unexpected_count": o.unexpected_count,
                     "unexpected_percent": o.unexpected_percent,
+                    "mostly": o.rule.mostly,
                     "sample": [str(v) for v in o.sample],
                     "error": o.error,
                     "message": o.describe(),
@@ -361,7 +404,7 @@ def validate(frame: pd.DataFrame, rules: list[Rule], suite: str, docs_dir: Path 
     """Run the rules as one GX suite. A fast pass answers pass/fail; only when something fails is the suite
     run again with details (counts, samples) and, given ``docs_dir``, rendered as GX Data Docs there."""
     started = time.perf_counter()
-    view = _validation_view(frame)
+    view = _validation_view(frame, rules)
     docs_index = None
     if _quick_pass(view, rules, suite):
         outcomes = [Outcome(rule, True, rows=len(frame)) for rule in rules]
@@ -369,8 +412,32 @@ def validate(frame: pd.DataFrame, rules: list[Rule], suite: str, docs_dir: Path 
         context, definition = _gx_suite(rules, suite, docs_dir)
         results, docs_index = _detailed_run(context, definition, view, docs_dir)
         by_rule = {int(index): result for result in results for index in result.expectation_config.meta["rules"]}
-        outcomes = [_outcome(rule, by_rule[index], len(frame)) for index, rule in enumerate(rules)]
+        outcomes = _one_reason_per_column(
+            [_outcome(rule, by_rule[index], len(frame)) for index, rule in enumerate(rules)]
+        )
     return QualityReport(suite, len(frame), outcomes, time.perf_counter() - started, docs_index)
+
+
+_SEVERITY_RANK = {"warn": 0, "error": 1}
+
+
+def _one_reason_per_column(outcomes: list[Outcome]) -> list[Outcome]:
+    """Where a column has the wrong type, its other failures follow from it (a range compared with text,
+    say): they are set aside, unless one would block where the type failure only warns."""
+    worst_type_failure: dict[str, int] = {}
+    for outcome in outcomes:
+        if not outcome.success and outcome.rule.expectation in TYPE_EXPECTATIONS and outcome.rule.column:
+            rank = _SEVERITY_RANK[outcome.rule.severity]
+            worst_type_failure[outcome.rule.column] = max(rank, worst_type_failure.get(outcome.rule.column, rank))
+    return [
+        replace(outcome, superseded=True)
+        if not outcome.success
+        and outcome.rule.expectation not in TYPE_EXPECTATIONS
+        and outcome.rule.column in worst_type_failure
+        and _SEVERITY_RANK[outcome.rule.severity] <= worst_type_failure[outcome.rule.column]
+        else outcome
+        for outcome in outcomes
+    ]
 
 
 # What every quick pass shares: one ephemeral GX context with one pandas data source, built once per process.
@@ -427,8 +494,10 @@ def _import_gx():
     return gx
 
 
-def _validation_view(frame: pd.DataFrame) -> pd.DataFrame:
-    """pandas' nullable numbers (Int64, Float64) as float64, which GX's type checks recognise."""
+def _validation_view(frame: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
+    """pandas' nullable numbers (Int64, Float64) as float64, which GX's type checks recognise; and a column
+    without any value, whose type is only the reader's guess (float64 for an empty CSV column), as objects
+    so that a type check passes it value by value."""
     changed = {
         name: frame[name].astype("float64")
         for name, dtype in frame.dtypes.items()
@@ -436,6 +505,10 @@ def _validation_view(frame: pd.DataFrame) -> pd.DataFrame:
         and types.is_numeric_dtype(dtype)
         and not types.is_bool_dtype(dtype)
     }
+    typed = {rule.column for rule in rules if rule.expectation in TYPE_EXPECTATIONS}
+    for name in frame.columns:
+        if str(name) in typed and frame[name].isna().all():
+            changed[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     return frame.assign(**changed) if changed else frame
 
 

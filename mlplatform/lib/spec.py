@@ -192,6 +192,9 @@ class ColumnContract(_Strict):
     max: float | None = None
     allowed: tuple[str | int | float | bool, ...] | None = None
     max_null_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+    # The share of a batch's rows that must meet min/max and allowed: what the user states is strict unless
+    # they say otherwise.
+    mostly: float = Field(default=1.0, gt=0.0, le=1.0)
     severity: Severity = "error"
 
 
@@ -200,6 +203,9 @@ class ProfileSettings(_Strict):
 
     enabled: bool = True
     severity: Severity = "error"
+    # The share of a batch's rows that must fall inside a learned range or value set: a range learned from
+    # the rows seen so far is a guess, and a clean batch holds a few legitimate values just outside it.
+    mostly: float = Field(default=0.99, gt=0.0, le=1.0)
     range_margin: float = Field(default=0.1, ge=0.0)  # widen a learned range by this share of its span
     null_margin: float = Field(default=0.05, ge=0.0, le=1.0)  # allowed rise of a column's null fraction
     max_categories: int = Field(default=50, ge=1)  # text columns with more distinct values get no value set
@@ -219,6 +225,18 @@ class Quality(_Strict):
     expectations: tuple[UserExpectation, ...] = ()
     max_duplicate_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     duplicates_severity: Severity = "error"
+    # Rows without a target are dropped by cleaning; None lets any share of a batch be unlabeled, a number
+    # rejects a batch with a larger share.
+    max_unlabeled_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    def unlabeled_limit_stated_once(self, target: str) -> None:
+        contract = self.columns.get(target)
+        if self.max_unlabeled_fraction is not None and contract is not None and contract.max_null_fraction is not None:
+            raise ValueError(
+                f"quality.max_unlabeled_fraction ({self.max_unlabeled_fraction}) and "
+                f"quality.columns.{target}.max_null_fraction ({contract.max_null_fraction}) both limit the rows "
+                f"without a target {target!r}; state it once"
+            )
 
 
 class SearchRange(_Strict):
@@ -301,6 +319,7 @@ class ProjectSpec(_Strict):
             if metric not in reported:
                 task, choices = self.problem.task, ", ".join(reported)
                 raise ValueError(f"promotion.floors: {metric!r} is not a {task} metric; choose from {choices}")
+        self.quality.unlabeled_limit_stated_once(self.problem.target)
         return self
 
     def resolve_path(self, path: str) -> Path:

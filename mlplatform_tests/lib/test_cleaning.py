@@ -84,6 +84,7 @@ def test_rows_without_a_target_are_dropped(cleaned) -> None:
 
     assert frame["x"].tolist() == [1, 4]
     assert report["rows_without_target_dropped"] == 3
+    assert report["unlabeled_fraction"] == 0.6
     assert report["rows_out"] == 2
 
 

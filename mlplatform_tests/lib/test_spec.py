@@ -147,6 +147,22 @@ def test_relative_paths_are_relative_to_the_spec_file(tmp_path: Path, write_spec
         ),
         pytest.param({"source": {"uri": ""}}, ["source.uri", "''"], id="empty uri"),
         pytest.param({"problem": "classification"}, ["problem", "'classification'"], id="section not a mapping"),
+        pytest.param(
+            {"quality": {"max_unlabeled_fraction": 0.2, "columns": {"species": {"max_null_fraction": 0.1}}}},
+            ["max_unlabeled_fraction (0.2)", "quality.columns.species.max_null_fraction (0.1)", "state it once"],
+            id="unlabeled limit stated twice",
+        ),
+        pytest.param(
+            {"quality": {"max_unlabeled_fraction": 1.5}},
+            ["quality.max_unlabeled_fraction", "1.5"],
+            id="unlabeled fraction above 1",
+        ),
+        pytest.param({"quality": {"profile": {"mostly": 0}}}, ["quality.profile.mostly", "0"], id="profile mostly 0"),
+        pytest.param(
+            {"quality": {"columns": {"island": {"mostly": 1.2}}}},
+            ["quality.columns.island.mostly", "1.2"],
+            id="column mostly above 1",
+        ),
     ],
 )
 def test_a_bad_spec_names_the_field_and_the_value(write_spec, sections: dict, expected: list[str]) -> None:

@@ -124,7 +124,7 @@ def cleaned_data(
     artifacts: ArtifactStore,
     registry: ModelRegistry,
 ) -> Iterator[dg.Output[pd.DataFrame]]:
-    """The accepted data with types coerced, duplicates and target-less rows dropped, missing values explicit."""
+    """The accepted data with types coerced, unlabeled rows and duplicates dropped (counted), missing made explicit."""
     spec = project.load()
     if config.data_version:
         accepted_data, version = as_recorded(context, ledger(artifacts), config.data_version), config.data_version
@@ -147,7 +147,8 @@ def cleaned_data(
     frame, report = cleaning.clean(accepted_data, spec)
     context.log.info(
         f"Cleaned {report['rows_in']} -> {report['rows_out']} rows of data version {version}: "
-        f"{report['duplicate_rows_dropped']} duplicates, {report['rows_without_target_dropped']} without target dropped"
+        f"{report['rows_without_target_dropped']} unlabeled rows ({report['unlabeled_fraction']:.1%}, no "
+        f"{spec.problem.target!r}) and {report['duplicate_rows_dropped']} duplicates dropped"
     )
     yield dg.Output(
         frame,
@@ -158,6 +159,7 @@ def cleaned_data(
             "rows_in": report["rows_in"],
             "duplicate_rows_dropped": report["duplicate_rows_dropped"],
             "rows_without_target_dropped": report["rows_without_target_dropped"],
+            "unlabeled_fraction": report["unlabeled_fraction"],
             "cleaning": dg.MetadataValue.json(json.loads(json.dumps(report))),
         },
     )

@@ -49,13 +49,14 @@ def raw_batch_is_valid(
     project: ProjectSpecResource,
     artifacts: ArtifactStore,
 ) -> dg.AssetCheckResult:
-    """The batch meets the spec's contract, the profile of the accepted data and the user's expectations;
-    a batch that does not is moved to quarantine with its reasons and goes no further."""
+    """The batch meets the spec's contract, the accepted data's column types, its profile and the user's
+    expectations; a batch that does not is moved to quarantine with its reasons and goes no further."""
     spec = project.load()
     batch = batch_of(context.instance, raw_batch)
     batch_ledger = ledger(artifacts)
     columns = [str(c) for c in raw_batch.columns]
-    rules = quality.batch_rules(spec, columns, batch_ledger.current_profile(), len(raw_batch))
+    profile, kinds = batch_ledger.current_profile(), batch_ledger.accepted_kinds()
+    rules = quality.batch_rules(spec, columns, profile, len(raw_batch), kinds)
     with local_folder(artifacts, "quality", "docs", "raw_batch", context.run.run_id) as (folder, where):
         report = quality.validate(raw_batch, rules, "raw_batch", docs_dir=folder)
     docs = f"{where}/index.html" if report.docs_index else None
