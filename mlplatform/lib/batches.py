@@ -53,12 +53,13 @@ class UnreadableBatch(ingest.IngestionError):
         self.batch = batch
 
 
-class QuarantinedBatch(ingest.IngestionError):
-    """A batch that could not be read, now kept in quarantine with its reason."""
-
-
 class RejectedBatch(ValueError):
-    """A quarantined batch offered to the training data."""
+    """A batch that cannot join the training data (a quarantined one offered again, say)."""
+
+
+class QuarantinedBatch(RejectedBatch):
+    """A batch that could not be read, or could not join the training data, now kept in quarantine with its
+    reason: a rejection of the data, not a failure of the platform."""
 
 
 def content_id(payload: bytes) -> str:
@@ -157,7 +158,7 @@ class BatchLedger:
         if problems:
             reasons = [f"cannot join the training data: {problem}" for problem in problems]
             folder = self.quarantine(batch, {"stage": "acceptance", "reasons": reasons, "run_id": run_id})
-            raise RejectedBatch(
+            raise QuarantinedBatch(
                 f"batch {batch.batch_id} ({batch.name}) {'; '.join(reasons)}. It is kept in quarantine at {folder}"
             )
         folder = self.root / "accepted" / batch.batch_id
