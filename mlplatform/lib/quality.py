@@ -63,8 +63,16 @@ class Rule:
         shown = {k: v for k, v in self.kwargs.items() if k not in ("column", "column_list", "mostly")}
         if "value_set" in shown and len(shown["value_set"]) > 8:
             shown["value_set"] = [*shown["value_set"][:8], "..."]
-        arguments = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        arguments = ", ".join(_argument(key, value) for key, value in shown.items())
         return f"{self.expectation}({arguments})"
+
+
+def _argument(key: str, value: object) -> str:
+    # eleven dtype names say less than one word
+    named = {tuple(NUMERIC_TYPES): "numbers", tuple(BOOLEAN_TYPES): "booleans"}
+    if key == "type_list" and tuple(value) in named:
+        return f"{key}={named[tuple(value)]}"
+    return f"{key}={value!r}"
 
 
 _DECLARED = (

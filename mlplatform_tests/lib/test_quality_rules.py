@@ -157,7 +157,7 @@ class TestAcceptedTypes:
         report = validate(spec, batch, profile=None, kinds=NUMERIC_SCHEMA)
 
         [line] = report.lines()
-        assert line.startswith("column 'table': expect_column_values_to_be_in_type_list(type_list=[")
+        assert line.startswith("column 'table': expect_column_values_to_be_in_type_list(type_list=numbers)")
         assert "[error, from accepted data schema (double)]" in line
 
     def test_a_broken_column_is_given_one_reason(self, spec_from, penguins: pd.DataFrame) -> None:
