@@ -101,8 +101,8 @@ def spec_hash(spec: ProjectSpec) -> str:
 
 @cache
 def code_version() -> str:
-    """The git commit of the checkout when there is one (``+dirty.<sources hash>`` with local changes), else a
-    hash of the installed mlplatform sources: either way, the code that trained a model can be found again."""
+    """The git commit of the checkout when there is one (``+dirty`` with local changes), else a hash of the
+    installed mlplatform sources: either way, the code that trained a model can be found again."""
     package = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
@@ -115,13 +115,16 @@ def code_version() -> str:
             check=True,
             timeout=10,
         ).stdout.strip()
-        # "+dirty" alone would name every edited state of the tree alike; the sources' hash tells them apart.
-        return f"git:{commit[:12]}{f'+dirty.{_sources_hash(package)}' if dirty else ''}"
+        return f"git:{commit[:12]}{'+dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
-        return f"src:{_sources_hash(package)}"
+        return f"src:{code_hash()}"
 
 
-def _sources_hash(package: Path) -> str:
+@cache
+def code_hash() -> str:
+    """A hash of the mlplatform package's sources: what decides whether the same data and spec would train the
+    same model again (a commit that changes only docs or tests does not; an edit not yet committed does)."""
+    package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for source in sorted(package.rglob("*.py")):
         digest.update(source.relative_to(package).as_posix().encode())
@@ -140,6 +143,7 @@ def lineage_labels(
         "estimator": model.estimator_name,
         "data_version": data_version,
         "code_version": code_version(),
+        "code_hash": code_hash(),
         "spec_hash": spec_hash(spec),
         "dagster_run_id": run_id,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -215,7 +219,7 @@ class Registry:
     def trained_on(self, data_version: str, spec: ProjectSpec) -> ModelVersion | None:
         """The stored version already trained on this data version with this spec and this code, if any:
         training again would only store a copy of it (every random step is seeded)."""
-        wanted = {"data_version": data_version, "spec_hash": spec_hash(spec), "code_version": code_version()}
+        wanted = {"data_version": data_version, "spec_hash": spec_hash(spec), "code_hash": code_hash()}
         for version in reversed(self.versions()):
             if all(version.labels.get(key) == value for key, value in wanted.items()):
                 return version

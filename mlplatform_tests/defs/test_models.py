@@ -93,7 +93,7 @@ def test_each_candidate_is_its_own_step_and_the_best_is_chosen(project: Project)
 
 
 def test_every_trained_model_is_stored_with_its_lineage(project: Project) -> None:
-    from mlplatform.lib.registry import code_version, spec_hash
+    from mlplatform.lib.registry import code_hash, code_version, spec_hash
     from mlplatform.lib.spec import load_spec
 
     result = project.run(training={"candidates": STRONG})
@@ -104,7 +104,7 @@ def test_every_trained_model_is_stored_with_its_lineage(project: Project) -> Non
     labels = version.labels
     assert labels["data_version"] == metadata(result, "accepted_data")["data_version"]
     assert labels["dagster_run_id"] == result.run_id
-    assert labels["code_version"] == code_version()
+    assert labels["code_version"] == code_version() and labels["code_hash"] == code_hash()
     [spec_file] = project.tmp_path.glob("spec-0.yaml")
     assert labels["spec_hash"] == spec_hash(load_spec(spec_file))
     report = metadata(result, "evaluation_report")
