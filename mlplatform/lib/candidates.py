@@ -112,7 +112,7 @@ class TunedCandidate:
     best_params: dict
     cv_score: float  # mean cross-validated score of the best trial, in the scorer's sign (higher is better)
     cv_std: float
-    trials: int  # trials completed (a trial the time cap stopped between folds is not counted)
+    trials: int  # trials completed (a trial the time cap cut short is not counted)
     seconds: float
     trials_asked: int | None = None  # the spec's budget; None in candidates stored before it was recorded
     stopped_by_time_cap: bool = False  # the spec's ``seconds`` fired: another machine may complete other trials
@@ -203,7 +203,7 @@ def _tune(
         )
     best = study.best_trial
     estimator = build(best.params).fit(features, target)
-    if workers:  # the shipped model predicts as it always did, whatever machine trained it
+    if workers and recipe.workers not in candidate.params:  # predict as it always did, whatever trained it
         estimator.set_params(**{recipe.workers: 1})
     return TunedCandidate(
         name=name,
