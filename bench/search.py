@@ -1,4 +1,5 @@
-"""Candidate search: Dagster's parallel steps versus every candidate tuned one after another in one process.
+"""Candidate search: Dagster's parallel steps versus every candidate tuned one after another in one process, and
+the platform's thread policy versus the threads the libraries choose.
 
 For each data size, the bench materializes everything upstream of ``candidate_models`` once, then times,
 from the same stored ``feature_pipeline`` and ``training_data``, each in a child process of its own:
@@ -6,13 +7,19 @@ from the same stored ``feature_pipeline`` and ``training_data``, each in a child
 - parallel: a Dagster run of ``candidate_models`` alone with MLPLATFORM_EXECUTOR=multiprocess (one step per
   candidate, forked from a server that preloaded ``mlplatform.definitions``);
 - in_process: the same run with the default in-process executor (the candidates one after another);
-- serial: ``candidates.tune_all`` in one plain process, the baseline.
+- serial: ``candidates.tune_all`` in one plain process, the baseline, with the platform's thread policy
+  (``mlplatform.lib.threads``: one thread per fit on small data, the cores otherwise);
+- libraries: the same ``tune_all`` with the threads left to OpenMP, BLAS and the estimators' defaults
+  (``candidates.LIBRARY_DEFAULTS``), what every search did in-process before the policy.
 
-Every search is seeded, so all three must reach the same cross-validated scores; the bench checks that.
-README.md (section "search.py") says what each number means and what was measured.
+Every search is seeded and the thread count does not change a score, so every side must reach the same
+cross-validated scores; the bench checks that. README.md (section "search.py") says what each number means
+and what was measured.
 
-    .venv/bin/python bench/search.py                          # 20,000 and 344 rows, 3 repeats (~10 min idle)
-    .venv/bin/python bench/search.py --rows 344 --repeat 1    # the small size only (~1 min)
+    .venv/bin/python bench/search.py                          # 20,000 and 344 rows, 3 repeats (~15 min idle)
+    .venv/bin/python bench/search.py --smoke                  # 1,000 rows, 2 trials, serial vs libraries (<1 min)
+    .venv/bin/python bench/search.py --rows 344 --repeat 1    # the small size only (~1.5 min)
+    .venv/bin/python bench/search.py --sides serial libraries # the thread policy alone
     .venv/bin/python bench/search.py --omp-threads 1          # every child limited to one OpenMP thread
 """
 
@@ -37,7 +44,9 @@ SIDES = {
     "parallel": "dagster, multiprocess executor",
     "in_process": "dagster, in-process executor",
     "serial": "tune_all in one process",
+    "libraries": "tune_all, the libraries' threads",
 }
+SMOKE = {"rows": [1_000], "trials": 2, "repeat": 1, "sides": ["serial", "libraries"]}
 DEFAULT_ROWS = (20_000, 344)
 DEFAULT_TRIALS = 8
 
@@ -150,7 +159,8 @@ def _execute(instance, spec: Path, assets: list):
 
 
 def _serial_child(args: argparse.Namespace) -> dict:
-    """``tune_all`` on the stored feature pipeline and training split: the baseline, in this one process."""
+    """``tune_all`` on the stored feature pipeline and training split, in this one process: the baseline with
+    the platform's thread policy, or (the ``libraries`` side) with the threads the libraries choose."""
     started = time.perf_counter()
     import joblib
     import pandas as pd
@@ -165,7 +175,8 @@ def _serial_child(args: argparse.Namespace) -> dict:
     training = pd.read_parquet(stored / "training_data.parquet")
     spec = load_spec(args.spec)
     loaded = time.perf_counter()
-    tuned = candidates.tune_all(feature_pipeline, training, spec)
+    threads = candidates.LIBRARY_DEFAULTS if args.child == "libraries" else None
+    tuned = candidates.tune_all(feature_pipeline, training, spec, threads)
     return {
         "imports": imported - started,
         "load": loaded - imported,
@@ -175,7 +186,9 @@ def _serial_child(args: argparse.Namespace) -> dict:
 
 
 def _summarize(tuned) -> dict:
-    return {c.name: {"cv_score": c.cv_score, "trials": c.trials, "seconds": c.seconds} for c in tuned}
+    return {
+        c.name: {"cv_score": c.cv_score, "trials": c.trials, "seconds": c.seconds, "threads": c.threads} for c in tuned
+    }
 
 
 def run_child(role: str, spec: Path, env: dict[str, str], log: Path) -> dict:
@@ -191,17 +204,18 @@ def run_child(role: str, spec: Path, env: dict[str, str], log: Path) -> dict:
     return json.loads(timings.read_text()) | {"load_average": os.getloadavg()[0]}
 
 
-def measure_size(rows: int, trials: int, repeat: int, workdir: Path, omp_threads: int | None) -> dict:
+def measure_size(rows: int, trials: int, repeat: int, workdir: Path, omp_threads: int | None, sides: list[str]) -> dict:
     folder = workdir / str(rows)
     spec = write_spec(folder, rows, trials)
     env = child_environment(folder / "home", spec, workdir, omp_threads)
     load_before = os.getloadavg()
     prepared = run_child("prepare", spec, env, folder / "prepare.log")
     print(f"{rows:>7,} rows: upstream assets materialized in {prepared['wall']:.1f} s (not timed)", flush=True)
-    runs: dict[str, list[dict]] = {side: [] for side in SIDES}
-    order = list(SIDES)
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    order = list(sides)
     for index in range(repeat):
-        for side in order[index % 3 :] + order[: index % 3]:  # rotate the order against drift in the load
+        turn = index % len(order)
+        for side in order[turn:] + order[:turn]:  # rotate the order against drift in the load
             measured = run_child(side, spec, env, folder / f"{side}-{index}.log")
             runs[side].append(measured)
             print(
@@ -246,7 +260,7 @@ def report(size: dict, metric: str) -> tuple[str, list[str]]:
         winner = max(scores, key=lambda name: scores[name]["cv_score"])
         return f"{natural(metric, scores[winner]['cv_score']):.4f} ({winner})"
 
-    walls = {side: best_median([run["wall"] for run in runs[side]]) for side in SIDES}
+    walls = {side: best_median([run["wall"] for run in runs[side]]) for side in runs}
     threads = f", OMP_NUM_THREADS={size['omp_threads']}" if size["omp_threads"] else ""
     before, after = size["load_average"]
     lines = [
@@ -255,7 +269,8 @@ def report(size: dict, metric: str) -> tuple[str, list[str]]:
         f"  {'side':<42}{'wall s best / median':>22}{'÷ serial best / median':>26}{'imports s':>11}"
         f"   best cv {metric} reached",
     ]
-    for side, label in SIDES.items():
+    for side in runs:
+        label = SIDES[side]
         low, middle = walls[side]
         ratio = f"{low / walls['serial'][0]:.2f}x / {middle / walls['serial'][1]:.2f}x"
         imports = statistics.median(run["imports"] for run in runs[side])
@@ -267,31 +282,48 @@ def report(size: dict, metric: str) -> tuple[str, list[str]]:
     mismatches = differences(runs)
     load = statistics.median(run["load"] for run in runs["serial"])
     lines.append(f"  serial: reading the stored feature_pipeline and training_data took {load:.2f} s, outside its wall")
+    if "libraries" in runs:
+        (policy_best, policy_median), (free_best, free_median) = walls["serial"], walls["libraries"]
+        chosen = {name: found["threads"] for name, found in runs["serial"][0]["candidates"].items()}
+        lines.append(
+            f"  THREAD POLICY: the libraries' threads ÷ the platform's policy = {free_best / policy_best:.2f}x best, "
+            f"{free_median / policy_median:.2f}x median (policy: threads per fit {chosen})"
+        )
     if mismatches:
         lines.append("  !!! the sides reached DIFFERENT scores: see the end of the output !!!")
     else:
         lines.append("  every candidate's cv score is identical on every side and in every run (seeded searches)")
 
+    dagster_sides = [side for side in ("in_process", "parallel") if side in runs]
     lines += [
         "",
         "  median seconds per step; search = the candidate's TunedCandidate.seconds (trials + refit), step = the",
         "  Dagster step's start to success, launch = from the executor asking for a worker to the step's start",
-        f"  {'step':<38}{'serial search':>14}{'in_process search, step':>26}{'parallel search, step, launch':>32}",
+        f"  {'step':<38}{'serial search':>14}{'libraries search':>18}"
+        + ("" if "in_process" not in runs else f"{'in_process search, step':>26}")
+        + ("" if "parallel" not in runs else f"{'parallel search, step, launch':>32}"),
     ]
-    for step in ("plan_candidates", *(f"tune_candidate[{name}]" for name in CANDIDATES), "collect_candidates"):
+    steps = (*(f"tune_candidate[{name}]" for name in CANDIDATES),)
+    if dagster_sides:
+        steps = ("plan_candidates", *steps, "collect_candidates")
+    for step in steps:
         tuned = re.fullmatch(r"tune_candidate\[(.+)\]", step)
 
         def search(side: str, tuned=tuned) -> float | None:
-            return _median(run["candidates"][tuned.group(1)]["seconds"] for run in runs[side]) if tuned else None
+            if side not in runs or not tuned:
+                return None
+            return _median(run["candidates"][tuned.group(1)]["seconds"] for run in runs[side])
 
         def stat(side: str, key: str, step=step) -> float | None:
             return _median(run["steps"].get(f"candidate_models.{step}", {}).get(key) for run in runs[side])
 
-        cells = (
-            _cells(14, search("serial")),
-            _cells(18, search("in_process")) + _cells(8, stat("in_process", "seconds")),
-            _cells(16, search("parallel")) + _cells(8, stat("parallel", "seconds"), stat("parallel", "launch")),
-        )
+        cells = [_cells(14, search("serial")), _cells(18, search("libraries"))]
+        if "in_process" in runs:
+            cells.append(_cells(18, search("in_process")) + _cells(8, stat("in_process", "seconds")))
+        if "parallel" in runs:
+            cells.append(
+                _cells(16, search("parallel")) + _cells(8, stat("parallel", "seconds"), stat("parallel", "launch"))
+            )
         lines.append(f"  {step:<38}" + "".join(cells))
     return "\n".join(lines), mismatches
 
@@ -307,21 +339,31 @@ def _cells(width: int, *values: float | None) -> str:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, nargs="+", default=list(DEFAULT_ROWS), help="synthetic data sizes")
-    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="Optuna trials per candidate")
-    parser.add_argument("--repeat", "--repeats", type=int, default=3, help="timed runs per side and size")
+    parser.add_argument("--rows", type=int, nargs="+", help=f"synthetic data sizes (default: {DEFAULT_ROWS})")
+    parser.add_argument("--trials", type=int, help=f"Optuna trials per candidate (default: {DEFAULT_TRIALS})")
+    parser.add_argument("--repeat", "--repeats", type=int, help="timed runs per side and size (default: 3)")
+    parser.add_argument("--sides", nargs="+", choices=list(SIDES), help="what to time (default: all; serial always)")
+    parser.add_argument("--smoke", action="store_true", help=f"a size that finishes in well under a minute: {SMOKE}")
     parser.add_argument("--omp-threads", type=int, help="set OMP_NUM_THREADS in every child (default: unset)")
     parser.add_argument("--workdir", type=Path, help="keep data, homes and logs here (default: a temp dir, removed)")
     parser.add_argument("--child", choices=("prepare", *SIDES), help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--timings", type=Path, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    defaults = SMOKE if args.smoke else {"rows": list(DEFAULT_ROWS), "trials": DEFAULT_TRIALS, "repeat": 3}
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    args.sides = ["serial", *(side for side in (args.sides or SIDES) if side != "serial")]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.child:
-        child = {"prepare": _prepare_child, "serial": _serial_child}.get(args.child, _dagster_child)
+        child = {"prepare": _prepare_child, "serial": _serial_child, "libraries": _serial_child}.get(
+            args.child, _dagster_child
+        )
         args.timings.write_text(json.dumps(child(args)))
         return 0
 
@@ -333,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = []
     try:
         for rows in args.rows:
-            sizes.append(measure_size(rows, args.trials, args.repeat, workdir, args.omp_threads))
+            sizes.append(measure_size(rows, args.trials, args.repeat, workdir, args.omp_threads, args.sides))
         metric = load_spec(workdir / str(args.rows[0]) / "spec.yaml").problem.primary_metric
     finally:
         if args.workdir is None:

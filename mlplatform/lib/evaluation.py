@@ -280,13 +280,21 @@ def compare(
                 f"cv_{metric}": natural(metric, candidate.cv_score),
                 "cv_std": candidate.cv_std,
                 f"holdout_{metric}": score(shipped, holdout, spec)[metric],
-                "trials": candidate.trials,
+                "trials": _trials(candidate),
                 "search_seconds": round(candidate.seconds, 2),
+                "reproducible": "no: time cap fired" if candidate.stopped_by_time_cap else "yes",
                 "selected": name == selected,
                 "parameters": ", ".join(f"{k}={_short(v)}" for k, v in candidate.best_params.items()),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _trials(candidate: TunedCandidate) -> str:
+    asked = candidate.trials_asked
+    return (
+        f"{candidate.trials} of {asked}" if asked is not None and asked != candidate.trials else str(candidate.trials)
+    )
 
 
 def natural(metric: str, cv_score: float) -> float:
@@ -365,9 +373,17 @@ Primary metric **{evaluation.primary_metric} = {evaluation.primary_value:.4f}** 
     if evaluation.leakage is not None and evaluation.leakage.leaks:
         sections.append(_leakage_section(evaluation.leakage, spec))
     if not evaluation.candidates.empty:
+        capped = evaluation.candidates.loc[evaluation.candidates["reproducible"] != "yes", "candidate"].tolist()
+        warning = (
+            f"\n\n**Not reproducible:** the time cap (`training.candidates.<name>.seconds`) stopped the search of "
+            f"{', '.join(f'`{name}`' for name in capped)} before its budget of trials; how many trials it completed "
+            "depends on the machine's speed and load, so a retrain of the same data and spec may choose another model."
+            if capped
+            else ""
+        )
         sections.append(
             "## Candidates\n\nChosen by cross-validated score on the training split; the holdout column is for "
-            f"information only.\n\n{_table(evaluation.candidates)}"
+            f"information only.{warning}\n\n{_table(evaluation.candidates)}"
         )
     if not evaluation.slices.empty:
         sections.append(f"## Metrics per slice\n\n{_table(evaluation.slices)}")

@@ -264,7 +264,7 @@ class Candidate(_Strict):
     params: dict[str, object] = Field(default_factory=dict)  # fixed, not searched
     search: dict[str, SearchRange] | None = None  # None: the catalogue's default space
     trials: int = Field(default=10, ge=1)
-    seconds: float | None = Field(default=None, gt=0)  # a cap on the search's wall time
+    seconds: float | None = Field(default=None, gt=0)  # a cap: stops the search before a fold, marked
 
 
 class Training(_Strict):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from mlplatform.lib import candidates
+from mlplatform.lib import threads
 
 
 class Compute(dg.ConfigurableResource):
     """``parallel_steps``: the executor runs steps side by side on this machine (the multiprocess executor),
-    so each caps its threads to its share of the cores; otherwise a step may use them all."""
+    so each search gets its share of the cores; otherwise one search runs at a time and may use them all.
+    Either way small data gets one thread per fit (``threads.threads_per_fit``)."""
 
     parallel_steps: bool = False
 
-    def threads(self, concurrent_steps: int) -> int | None:
-        return candidates.threads_per_step(concurrent_steps) if self.parallel_steps else None
+    def threads(self, concurrent_steps: int, training_rows: int) -> int:
+        return threads.threads_per_fit(training_rows, concurrent_steps if self.parallel_steps else 1)

@@ -1,6 +1,7 @@
 """Model development through Dagster: one step per candidate, the selection, the registry, the promotion
 gate, promotion and rollback by hand, and retraining at a recorded data version."""
 
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -90,6 +91,25 @@ def test_each_candidate_is_its_own_step_and_the_best_is_chosen(project: Project)
     assert "data:image/png;base64," in report["roc_and_precision_recall"]
     assert "data:image/png;base64," in report["calibration"]
     assert 0 <= report["holdout_calibration_error"] < 0.2
+
+
+def test_a_time_cap_that_fires_is_a_warning_in_the_step_and_in_the_report(project: Project) -> None:
+    # 200 quick trials (50 small trees on 344 rows) cannot fit in 3 s; the first one takes a fraction of it.
+    quick = {"estimator": "random_forest", "trials": 200, "seconds": 3, "params": {"n_estimators": 50}}
+
+    result = project.run(training={"candidates": {**STRONG, "capped": quick}})
+
+    assert result.success
+    warnings = [
+        record.user_message
+        for record in project.instance.all_logs(result.run_id)
+        if record.level == logging.WARNING and "training.candidates.capped.seconds" in record.user_message
+    ]
+    assert len(warnings) == 1 and "this result is not reproducible" in warnings[0]
+    assert metadata(result, "candidate_models")["stopped_by_time_cap"] == ["capped"]
+    report = metadata(result, "evaluation_report")
+    assert "**Not reproducible:**" in report["report"] and "`capped`" in report["report"]
+    assert "no: time cap fired" in report["candidates"]
 
 
 def test_every_trained_model_is_stored_with_its_lineage(project: Project) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import math
 
 import numpy as np
@@ -378,3 +379,34 @@ class TestSlicesAndCandidates:
         assert table["cv_f1_macro"].between(0, 1).all() and table["holdout_f1_macro"].between(0, 1).all()
         assert "## Candidates" in report and "| forest " in report
         assert "## Metrics per slice" in report and "| island " in report
+
+    def test_a_candidate_stopped_by_its_time_cap_is_reported_as_not_reproducible(self, spec_from) -> None:
+        from mlplatform.lib import candidates
+        from mlplatform.lib.spec import Candidate
+        from mlplatform.lib.training import select, ship
+
+        spec = spec_from(
+            problem=CLASSIFY,
+            training={"candidates": {"forest": {"estimator": "random_forest", "trials": 10, "seconds": 5}}},
+        )
+        training = separable(rows_per_class=15)
+        features = fit_feature_pipeline(training, spec)
+        inputs, target = candidates.transformed(features, training), training["label"]
+        tuned = {
+            name: candidates.tune(name, Candidate(estimator=estimator, trials=2), inputs, target, spec)
+            for name, estimator in (("linear", "logistic_regression"), ("forest", "random_forest"))
+        }
+        # What tune returns when the cap fires after the first of ten trials (tested in test_candidates).
+        tuned["forest"] = dataclasses.replace(tuned["forest"], trials=1, trials_asked=10, stopped_by_time_cap=True)
+        model = ship(select(tuned.values()), features, len(training))
+
+        evaluation = evaluate(model, separable(4), spec, tuned, features)
+        report = render_report(evaluation, spec, model, {})
+
+        table = evaluation.candidates.set_index("candidate")
+        assert (
+            table.loc["forest", "reproducible"] == "no: time cap fired" and table.loc["forest", "trials"] == "1 of 10"
+        )
+        assert table.loc["linear", "reproducible"] == "yes" and table.loc["linear", "trials"] == "2"
+        assert "**Not reproducible:** the time cap" in report and "`forest`" in report.split("**Not reproducible:**")[1]
+        assert "| no: time cap fired " in report

@@ -34,9 +34,9 @@ def tune_candidate(
     spec = project.load()
     chosen = candidates.candidates(spec)
     features = candidates.transformed(feature_pipeline, training_data)
-    threads = compute.threads(concurrent_steps=len(chosen))
-    if threads:
-        context.log.info(f"{name}: {threads} thread(s), this step's share of the cores beside the other searches")
+    threads = compute.threads(concurrent_steps=len(chosen), training_rows=len(training_data))
+    beside = f", beside {len(chosen) - 1} other search(es)" if compute.parallel_steps and len(chosen) > 1 else ""
+    context.log.info(f"{name}: {threads} thread(s) per fit on {len(training_data):,} training rows{beside}")
     tuned = candidates.tune(name, chosen[name], features, training_data[spec.problem.target], spec, threads)
     metric = spec.problem.primary_metric
     called = name if name == chosen[name].estimator else f"{name} ({chosen[name].estimator})"
@@ -44,6 +44,12 @@ def tune_candidate(
         f"{called}: cv {metric} {natural(metric, tuned.cv_score):.4f} ± {tuned.cv_std:.4f} "
         f"after {tuned.trials} trial(s) in {tuned.seconds:.1f} s; best {tuned.best_params}"
     )
+    if tuned.stopped_by_time_cap:
+        context.log.warning(
+            f"{called}: the time cap of {chosen[name].seconds:g} s (training.candidates.{name}.seconds) stopped the "
+            f"search after {tuned.trials} of {tuned.trials_asked} trial(s): this result is not reproducible, a "
+            "retrain on a faster or less busy machine may complete more trials and choose another model"
+        )
     return tuned
 
 
@@ -55,7 +61,13 @@ def collect_candidates(
     by_name = {candidate.name: candidate for candidate in tuned}
     table = pd.DataFrame(
         [
-            {"candidate": c.name, f"cv_{metric}": natural(metric, c.cv_score), "cv_std": c.cv_std, "trials": c.trials}
+            {
+                "candidate": c.name,
+                f"cv_{metric}": natural(metric, c.cv_score),
+                "cv_std": c.cv_std,
+                "trials": c.trials,
+                "stopped_by_time_cap": c.stopped_by_time_cap,
+            }
             for c in by_name.values()
         ]
     )
@@ -64,6 +76,9 @@ def collect_candidates(
         metadata={
             "candidates": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4f")),
             "search_seconds": round(sum(c.seconds for c in by_name.values()), 2),
+            "stopped_by_time_cap": dg.MetadataValue.json(
+                sorted(c.name for c in by_name.values() if c.stopped_by_time_cap)
+            ),
         },
     )
 

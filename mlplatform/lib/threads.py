@@ -1,0 +1,65 @@
+"""How many threads one fit of a search may use: the cores this process may really run on (its CPU affinity and
+a cgroup v2 CPU quota), shared among the steps that search side by side, and a single thread on small data.
+
+Cross-validation runs its folds one after another (``candidates`` checks the time cap before each fold), so
+the threads of one fit are all the threads a search uses: folds in parallel x threads per fit never exceeds
+the share."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Below this many training rows every fit gets one thread, whatever the cores. Measured with bench/threads.py
+# (a HistGradientBoostingClassifier at its defaults, 10 features, 2 cores shared with other sessions; README,
+# section "threads.py"): at 3,000 rows one thread took 0.36 s against 0.55-0.99 s with two, and 1.0 s against
+# 5-10 s beside a busy loop on the other core; at 10,000 and 30,000 rows two threads won by 1.2-1.35x while the
+# machine was lightly loaded (0.35 s against 0.42 s, 0.55 s against 0.75 s) and lost 5-15x once it was not
+# (30,000 rows at load 6.5: 4.4 s against 0.78 s; 10,000 rows beside the busy loop: 36 s against 2.4 s). OpenMP's
+# threads spin at every barrier waiting for the one that lost its core, and a small fit is mostly barriers.
+# Above it a fit gets the step's share of the cores: they paid where nothing else wanted them, and the steps
+# that run beside it are already counted; other people's work on the same cores is not, and costs as above.
+ONE_THREAD_BELOW_ROWS = 20_000
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def own_cpu_max(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> Path:
+    """This process's cgroup v2 ``cpu.max`` file (it may not exist: no cgroup v2, or no CPU controller)."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return cgroup_root / "cpu.max"
+    own = next((line.split("::", 1)[1] for line in lines if line.startswith("0::")), "/")
+    return cgroup_root / own.lstrip("/") / "cpu.max"
+
+
+def quota_cores(cpu_max: Path) -> int | None:
+    """Whole cores a cgroup v2 ``cpu.max`` ("<quota> <period>" in microseconds, or "max <period>") allows;
+    None without a quota. Rounded down, at least one: threads beyond the quota only wait to be throttled."""
+    try:
+        fields = cpu_max.read_text().split()
+    except OSError:
+        return None
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    try:
+        quota, period = int(fields[0]), int(fields[1])
+    except ValueError as exc:
+        raise ValueError(f"{cpu_max}: expected '<quota> <period>' or 'max <period>', got {' '.join(fields)!r}") from exc
+    return max(1, quota // period)
+
+
+def usable_cores(cpu_max: Path | None = None) -> int:
+    """The cores this process may run on: its CPU affinity, cut to its cgroup's quota if it has one."""
+    cores = len(os.sched_getaffinity(0))
+    quota = quota_cores(cpu_max if cpu_max is not None else own_cpu_max())
+    return min(cores, quota) if quota else cores
+
+
+def threads_per_fit(training_rows: int, concurrent_steps: int = 1, cores: int | None = None) -> int:
+    """OpenMP and BLAS threads (and a forest's workers) for each fit of a search on ``training_rows`` rows, with
+    ``concurrent_steps`` searches running side by side on ``cores`` (default: ``usable_cores()``)."""
+    cores = usable_cores() if cores is None else cores
+    share = max(1, cores // max(1, min(cores, concurrent_steps)))
+    return 1 if training_rows < ONE_THREAD_BELOW_ROWS else share
