@@ -24,8 +24,7 @@ def challenger_model(
     project: ProjectSpecResource,
     registry: ModelRegistry,
 ) -> dg.Output[ModelVersion]:
-    """This run's model in BentoML's model store, labelled with its lineage and holding the ids of its training
-    rows, waiting on the promotion gate."""
+    """This run's model in BentoML's model store, with its lineage and training row ids, awaiting the gate."""
     spec = project.load()
     schema = features.input_schema(
         trained_model.pipeline.named_steps["features"], training_data, spec, trained_model.classes
