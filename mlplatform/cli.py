@@ -136,11 +136,10 @@ def _environment(home: Path | None, spec: Path | None) -> None:
 
 
 def instance_config() -> Path:
-    """The project's dagster.yaml: beside workspace.yaml in a checkout, or packaged in the wheel."""
-    for candidate in (PROJECT_ROOT / "dagster.yaml", Path(__file__).resolve().parent / "dagster.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"dagster.yaml not found in {PROJECT_ROOT} or the installed package")
+    """The project's dagster.yaml: packaged in the wheel, or beside workspace.yaml in a checkout."""
+    from mlplatform.lib.project_files import project_file
+
+    return project_file("dagster.yaml")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -20,9 +20,9 @@ from pathlib import Path
 import psutil
 import yaml
 
+from mlplatform.lib.project_files import PACKAGE_DIR, PACKAGED, project_file
 from mlplatform.lib.serving import pinned_tag
 
-PREDICTOR_DIR = Path(__file__).resolve().parents[2] / "bentos" / "predictor"
 START_SECONDS = 120
 STOP_SECONDS = 30
 
@@ -52,25 +52,28 @@ SERVING_PACKAGES = (
     "psutil",
     "prometheus-client",
 )
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def serving_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in SERVING_PACKAGES]
 
 
-def build(model_tag: str, *, bentoml_home: str | Path, service_dir: Path = PREDICTOR_DIR) -> str:
-    """Build the service in ``service_dir`` into a bento that serves exactly ``model_tag``; returns the
-    bento's tag. The model must be in the home's model store: the bento refers to it by that version.
+def build(model_tag: str, *, bentoml_home: str | Path, service_dir: Path | None = None) -> str:
+    """Build the service in ``service_dir`` (default: the project's ``bentos/predictor``) into a bento that
+    serves exactly ``model_tag``; returns the bento's tag. The model must be in the home's model store: the
+    bento refers to it by that version.
 
     The bento is self-contained: its source holds a copy of the ``mlplatform`` package (the feature code the
     model was trained with), and its requirements pin the versions installed here, so ``bentoml serve`` of an
     old bento runs the code it was built with and ``bentoml containerize`` needs nothing from this checkout."""
+    service_dir = service_dir or project_file("bentos", "predictor")
     with tempfile.TemporaryDirectory(prefix="mlplatform-bento-") as folder:
         context = Path(folder)
         skip = shutil.ignore_patterns("__pycache__", "*.pyc")
         shutil.copytree(service_dir, context, dirs_exist_ok=True, ignore=skip)
-        shutil.copytree(PACKAGE_DIR, context / "mlplatform", ignore=skip)
+        shutil.copytree(
+            PACKAGE_DIR, context / "mlplatform", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", PACKAGED)
+        )
         bentofile = yaml.safe_load((service_dir / "bentofile.yaml").read_text())
         bentofile["include"] = [*bentofile.get("include", []), "mlplatform/**/*.py", "mlplatform/**/*.yaml"]
         bentofile.setdefault("python", {})["packages"] = serving_requirements()

@@ -13,6 +13,7 @@ from types import ModuleType
 import pytest
 
 from mlplatform.lib import bento
+from mlplatform.lib.project_files import project_file
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.models import SavedModel, save_penguins_model
 
@@ -43,7 +44,9 @@ def service_module(penguins_model: SavedModel, prediction_log_dir: Path) -> Modu
     with pytest.MonkeyPatch.context() as patch:
         for name, value in environment.items():
             patch.setenv(name, value)
-        spec = importlib.util.spec_from_file_location("predictor_service", bento.PREDICTOR_DIR / "service.py")
+        spec = importlib.util.spec_from_file_location(
+            "predictor_service", project_file("bentos", "predictor", "service.py")
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     return module
