@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from mlplatform.lib.spec import default_spec_path
 
+API_TOKEN = "MLPLATFORM_API_TOKEN"
 Environment = Literal["local", "cloud"]
 Executor = Literal["in_process", "multiprocess"]
 Deploy = Literal["local", "none"]
@@ -54,6 +55,7 @@ class Settings:
     deploy: Deploy = "none"
     serve_port: int = 3001
     image_registry: str | None = None
+    api_token: str | None = field(default=None, repr=False)  # the local deployment's token, when given
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -82,6 +84,7 @@ class Settings:
             deploy=deploy,
             serve_port=int(port),
             image_registry=environ.get("MLPLATFORM_REGISTRY") or None,
+            api_token=environ.get(API_TOKEN) or None,
         )
 
     @property

@@ -42,19 +42,29 @@ class RunningServer:
 class LocalDeployment:
     """``bentoml serve`` of one bento at a time on ``host:port``; state, token and logs under ``folder``."""
 
-    def __init__(self, folder: Path, *, port: int, bentoml_home: Path, prediction_log: Path, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        port: int,
+        bentoml_home: Path,
+        prediction_log: Path,
+        host: str = "127.0.0.1",
+        api_token: str | None = None,
+    ):
         self.folder, self.port, self.host = Path(folder), port, host
         self.bentoml_home, self.prediction_log = Path(bentoml_home), Path(prediction_log)
+        self._api_token = api_token
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def token(self) -> str:
-        """The bearer token predictions need: MLPLATFORM_API_TOKEN from this process's environment when set,
-        else one generated once and kept in ``<folder>/token`` (readable by this user only)."""
-        if os.environ.get("MLPLATFORM_API_TOKEN"):
-            return os.environ["MLPLATFORM_API_TOKEN"]
+        """The bearer token predictions need: the one given (MLPLATFORM_API_TOKEN, a secret), else one
+        generated once and kept in ``<folder>/token`` (readable by this user only)."""
+        if self._api_token:
+            return self._api_token
         path = self.folder / TOKEN_FILE
         if not path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +75,7 @@ class LocalDeployment:
 
     @property
     def token_path(self) -> Path | None:
-        return None if os.environ.get("MLPLATFORM_API_TOKEN") else self.folder / TOKEN_FILE
+        return None if self._api_token else self.folder / TOKEN_FILE
 
     def current(self) -> RunningServer | None:
         """The server this folder started, if that very process is still alive."""

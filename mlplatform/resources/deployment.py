@@ -8,7 +8,7 @@ import dagster as dg
 
 from mlplatform.lib import images
 from mlplatform.lib.deployment import LocalDeployment
-from mlplatform.settings import Settings
+from mlplatform.settings import API_TOKEN, Settings
 
 
 class LocalServing(dg.ConfigurableResource):
@@ -19,6 +19,7 @@ class LocalServing(dg.ConfigurableResource):
     bentoml_home: str
     prediction_log: str
     host: str = "127.0.0.1"
+    api_token: str | None = None  # None: a token generated into ``folder``
 
     @classmethod
     def for_settings(cls, settings: Settings) -> LocalServing:
@@ -27,6 +28,8 @@ class LocalServing(dg.ConfigurableResource):
             port=settings.serve_port,
             bentoml_home=str(settings.bentoml_home),
             prediction_log=str(settings.prediction_log),
+            # an EnvVar, not the value: Dagster resolves it at run time and never shows it in the UI
+            api_token=dg.EnvVar(API_TOKEN) if settings.api_token else None,
         )
 
     def deployment(self) -> LocalDeployment:
@@ -36,6 +39,7 @@ class LocalServing(dg.ConfigurableResource):
             host=self.host,
             bentoml_home=Path(self.bentoml_home),
             prediction_log=Path(self.prediction_log),
+            api_token=self.api_token,
         )
 
 

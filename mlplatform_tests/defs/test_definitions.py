@@ -128,3 +128,19 @@ def test_cloud_settings_point_artifacts_at_the_bucket() -> None:
         {"MLPLATFORM_ENV": "cloud", "MLPLATFORM_BUCKET": "models", "MLPLATFORM_PREFIX": "team/"}
     )
     assert settings.artifact_root == "s3://models/team"
+
+
+def test_the_api_token_reaches_the_deployment_as_an_env_var_never_as_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resource config shows in the UI: the token travels as an EnvVar that Dagster resolves at run time."""
+    from mlplatform.definitions import build_resources
+
+    monkeypatch.setenv("MLPLATFORM_API_TOKEN", "s3cret-value")
+    settings = Settings.from_env(
+        {"MLPLATFORM_HOME": "/tmp/unused", "MLPLATFORM_DEPLOY": "local", "MLPLATFORM_API_TOKEN": "s3cret-value"}
+    )
+    assert "s3cret-value" not in repr(settings)
+
+    serving = build_resources(settings)["local_serving"]
+
+    assert isinstance(serving.api_token, dg.EnvVar) and serving.api_token.env_var_name == "MLPLATFORM_API_TOKEN"
+    assert serving.process_config_and_initialize().deployment().token() == "s3cret-value"

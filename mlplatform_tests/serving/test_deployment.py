@@ -92,10 +92,14 @@ def test_a_bento_that_fails_its_check_is_stopped_and_the_previous_one_restored(
     assert predict(deployment, row, deployment.token()).status_code == 200
 
 
-def test_a_token_from_the_environment_is_used_and_not_written(
-    deployment: LocalDeployment, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MLPLATFORM_API_TOKEN", "from-a-secret")
+def test_a_given_token_is_used_and_not_written(tmp_path: Path) -> None:
+    deployment = LocalDeployment(
+        tmp_path / "deployment",
+        port=free_port(),
+        bentoml_home=tmp_path / "bentoml",
+        prediction_log=tmp_path / "predictions",
+        api_token="from-a-secret",
+    )
 
     assert deployment.token() == "from-a-secret"
     assert deployment.token_path is None and not (deployment.folder / "token").exists()
