@@ -158,9 +158,13 @@ def _run(args: argparse.Namespace) -> int:
     run_config = definitions.run_config(spec_path, progress=True)
     tags = {"mlplatform/spec": str(spec_path), "mlplatform/launched_by": "cli"}
 
-    def execute(job, what: str) -> dg.ExecuteJobResult:
+    def execute(job, what: str, batch: dict[str, str] | None = None) -> dg.ExecuteJobResult:
         print(f"mlplatform: {what}", flush=True)
-        return dg.execute_job(dg.reconstructable(job), instance=instance, run_config=run_config, tags=tags)
+        config, run_tags = run_config, tags
+        if batch:  # the ingest run names its file in its config, and the batch in its tags (the UI filters by them)
+            config = {**run_config, "ops": {"raw_batch": {"config": {"file": batch["file"]}}}}
+            run_tags = {**tags, "mlplatform/batch": batch["batch_id"], "mlplatform/file": batch["file"]}
+        return dg.execute_job(dg.reconstructable(job), instance=instance, run_config=config, tags=run_tags)
 
     with dg.DagsterInstance.get() as instance:
         try:
@@ -170,13 +174,13 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         settings = Settings.from_env()
         ledger = batches.BatchLedger(UPath(settings.artifact_root) / "batches")
-        # Ingest first: a snapshot is read once; a folder's new files are validated one batch per run.
+        # Ingest first: a snapshot is read once; each new file of a folder is validated in a run of its own.
         run_ids, rejected = [], []
-        arriving = len(files.paths) if batches.appends(spec, files) else 1
-        for _ in range(arriving):  # each run accepts or quarantines one batch
-            if batches.appends(spec, files) and not batches.has_new_batch(spec, ledger):
-                break
-            result = execute(definitions.ingest_batch_job, f"validating the next batch from {spec.source.uri}")
+        arrivals = batches.new_arrivals(spec, ledger, files) if batches.appends(spec, files) else [None]
+        for arrival in arrivals:
+            what = f"validating {arrival.name}" if arrival else f"validating the batch from {spec.source.uri}"
+            batch = {"file": arrival.path, "batch_id": arrival.batch_id} if arrival else {}
+            result = execute(definitions.ingest_batch_job, what, batch)
             outcome = summary.outcome(result)
             if outcome == summary.FAILED:
                 return _failed(result, summary)

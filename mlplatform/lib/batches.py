@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -72,9 +71,10 @@ def appends(spec: ProjectSpec, files: ingest.DataFiles | None) -> bool:
     return files is not None and files.is_folder
 
 
-def arriving_batch(spec: ProjectSpec, ledger: BatchLedger) -> Batch | None:
-    """The next batch to validate: the whole source for a snapshot, the oldest unseen file for batches
-    (None when every file has been accepted or quarantined)."""
+def arriving_batch(spec: ProjectSpec, ledger: BatchLedger, file: str = "") -> Batch | None:
+    """The next batch to validate: the whole source for a snapshot; for batches, ``file`` (as
+    ``new_arrivals`` names it) or else the oldest new file (None when every file has been accepted or
+    quarantined)."""
     if spec.source.kind in ("http", "sql"):
         frame = ingest.read_source(spec)
         return Batch(ingest.data_version(frame), spec.source.uri, None, frame, None, appends=False)
@@ -84,24 +84,52 @@ def arriving_batch(spec: ProjectSpec, ledger: BatchLedger) -> Batch | None:
             frame = ingest.read_source(spec)
             return Batch(ingest.data_version(frame), files.location, None, frame, None, appends=False)
         return _read_one(spec, files, 0, appends=False)
-    for index, payload in _unseen(files, ledger):
-        return _read_one(spec, files, index, appends=True, payload=payload)
-    return None
+    arrivals = new_arrivals(spec, ledger, files)
+    if file:
+        named = [arrival for arrival in arrivals if file in (arrival.name, arrival.path)]
+        if not named:
+            where = [arrival.name for arrival in arrivals] or "none"
+            raise ingest.IngestionError(f"{file}: not a new file of {spec.source.uri!r} (new files: {where})")
+        arrivals = named
+    return _read_one(spec, files, files.paths.index(arrivals[0].path), appends=True) if arrivals else None
 
 
-def has_new_batch(spec: ProjectSpec, ledger: BatchLedger) -> bool:
-    """Whether the spec's folder of batches holds a file that was neither accepted nor quarantined now
-    (quarantine moves rejected files away, so the folder is listed afresh)."""
-    return next(_unseen(ingest.list_files(spec), ledger), None) is not None
+@dataclass(frozen=True)
+class Arrival:
+    """A file in a folder of batches that was neither accepted nor quarantined."""
+
+    name: str  # as people read it (s3://bucket/key for object storage)
+    path: str  # as the filesystem names it
+    batch_id: str  # the hash of its bytes
 
 
-def _unseen(files: ingest.DataFiles, ledger: BatchLedger) -> Iterator[tuple[int, bytes]]:
-    """The folder's files (index and bytes) that the ledger does not know, oldest name first."""
-    for index, path in enumerate(files.paths):
-        with files.filesystem.open(path, "rb") as handle:
-            payload = handle.read()
-        if not ledger.knows(content_id(payload)):
-            yield index, payload
+def new_arrivals(spec: ProjectSpec, ledger: BatchLedger, files: ingest.DataFiles | None = None) -> list[Arrival]:
+    """The folder's new files, oldest name first. A file is read (and hashed) only when its size or time of
+    change differs from when it was last seen, so the files already accepted are not read again on every run."""
+    files = files or ingest.list_files(spec)
+    seen = ledger.seen_files()
+    arrivals, changed = [], False
+    for path, name in zip(files.paths, files.names, strict=True):
+        signature = _signature(files.filesystem.info(path))
+        known = seen.get(path)
+        if known is None or known["signature"] != signature:
+            with files.filesystem.open(path, "rb") as handle:
+                known = {"signature": signature, "batch_id": content_id(handle.read())}
+            seen[path], changed = known, True
+        if not ledger.knows(known["batch_id"]):
+            arrivals.append(Arrival(name, path, known["batch_id"]))
+    if changed:
+        ledger.remember_files({path: seen[path] for path in files.paths})  # forget files that have gone
+    return arrivals
+
+
+def _signature(info: dict) -> str:
+    """What changes when a file's bytes change: its ETag in object storage, else its size and time of change."""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag:{etag}"
+    modified = info.get("mtime") or info.get("LastModified") or info.get("created") or ""
+    return f"size:{info.get('size')}:modified:{modified}"
 
 
 def _read_one(
@@ -249,6 +277,14 @@ class BatchLedger:
             filesystem, path = fsspec.core.url_to_fs(batch.name)
             filesystem.rm(path)  # only now that its copy and its reason are safely written
         return folder
+
+    def seen_files(self) -> dict[str, dict]:
+        """The landing files last listed: path -> their signature and content hash (see ``new_arrivals``)."""
+        path = self.root / "landing" / "seen.json"
+        return dict(read_json(path)) if path.exists() else {}
+
+    def remember_files(self, seen: dict[str, dict]) -> None:
+        write_json(self.root / "landing" / "seen.json", seen)
 
     def quarantined(self) -> list[dict]:
         folder = self.root / "quarantine"

@@ -21,16 +21,28 @@ def versioned(frame: pd.DataFrame, version: str, metadata: dict) -> dg.Output[pd
         return dg.Output(frame, data_version=dg.DataVersion(version), metadata=metadata)
 
 
+class RawBatchConfig(dg.Config):
+    file: str = Field(
+        default="",
+        description="For a folder of batches: the new file to ingest (its path or name, as `mlplatform run` and "
+        "the ingest_batch runs it launches name it). Empty: the oldest new file.",
+    )
+
+
 @dg.asset(group_name="data", kinds={"pandas", "parquet"}, code_version="3", output_required=False)
 def raw_batch(
-    context: dg.AssetExecutionContext, project: ProjectSpecResource, artifacts: ArtifactStore
+    context: dg.AssetExecutionContext,
+    config: RawBatchConfig,
+    project: ProjectSpecResource,
+    artifacts: ArtifactStore,
 ) -> Iterator[dg.Output[pd.DataFrame]]:
     """The next batch from the spec's source, as it arrived: the whole source, or a folder's oldest new file."""
     spec = project.load()
     batch_ledger = ledger(artifacts)
-    context.log.info(f"Looking for a new batch in {spec.source.kind} source {spec.source.uri} ({spec.name})")
+    wanted = f" ({config.file})" if config.file else ""
+    context.log.info(f"Looking for a new batch{wanted} in {spec.source.kind} source {spec.source.uri} ({spec.name})")
     try:
-        batch = batches.arriving_batch(spec, batch_ledger)
+        batch = batches.arriving_batch(spec, batch_ledger, config.file)
     except batches.UnreadableBatch as exc:
         folder = batch_ledger.quarantine(
             exc.batch, {"stage": "ingestion", "reasons": [str(exc)], "run_id": context.run.run_id}
