@@ -179,3 +179,10 @@ def test_help_lists_the_exit_codes(tmp_path: Path) -> None:
     assert done.returncode == 0
     for code in ("0  done", "1  something broke", "2  a spec", "3  the model was trained", "4  a batch was rejected"):
         assert code in done.stdout
+
+
+def test_serve_without_a_local_deployment_is_refused_as_bad_input(tmp_path: Path) -> None:
+    done = mlplatform("serve", "--status", "--home", "state", cwd=tmp_path)  # MLPLATFORM_DEPLOY=none
+
+    assert done.returncode == 2
+    assert done.stderr == "error: MLPLATFORM_DEPLOY=none: there is no local deployment to manage\n"
