@@ -70,12 +70,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("models", "promote", "rollback", "reproduce", "serve"):
             _environment(args.home, args.spec)
         return handlers[args.command](args)
-    except SpecError as exc:
+    except Exception as exc:
+        if not isinstance(exc, _refusals()):
+            raise  # a bug (a KeyError, say): its traceback is what a person needs
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except LookupError as exc:  # a model tag or data version the registry does not hold
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """The platform's own refusals of what was asked: a spec, a setting, a model tag or a data version that
+    cannot be used. Imported only once something failed: the registry brings pandas and scikit-learn."""
+    from mlplatform.lib.batches import UnknownDataVersion
+    from mlplatform.lib.registry import RegistryError
+    from mlplatform.settings import SettingsError
+
+    return (SpecError, SettingsError, RegistryError, UnknownDataVersion)
 
 
 def _check_spec(args: argparse.Namespace) -> int:

@@ -102,6 +102,8 @@ def _change_champion(args: argparse.Namespace, change: dict) -> int:
     from mlplatform import definitions, summary
     from mlplatform.settings import Settings
 
+    if change["tag"]:  # refused here, naming the stored versions: not a failed run to dig into
+        _registry(args)[0].version(change["tag"])
     config = definitions.run_config(Settings.from_env().spec_path, progress=True)
     config["ops"] = {
         "champion_model": {"config": {**change, "reason": args.reason, "requested_by": args.by or getpass.getuser()}}

@@ -21,11 +21,11 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
 
 def _deployment():
     from mlplatform.resources import LocalServing
-    from mlplatform.settings import Settings
+    from mlplatform.settings import Settings, SettingsError
 
     settings = Settings.from_env()
     if settings.deploy != "local":
-        raise LookupError(f"MLPLATFORM_DEPLOY={settings.deploy}: there is no local deployment to manage")
+        raise SettingsError(f"MLPLATFORM_DEPLOY={settings.deploy}: there is no local deployment to manage")
     return LocalServing.for_settings(settings).deployment()
 
 

@@ -56,6 +56,10 @@ class RejectedBatch(ValueError):
     """A batch that cannot join the training data (a quarantined one offered again, say)."""
 
 
+class UnknownDataVersion(LookupError):
+    """A data version the ledger never recorded; the message names the ones it did."""
+
+
 class QuarantinedBatch(RejectedBatch):
     """A batch that could not be read, or could not join the training data, now kept in quarantine with its
     reason: a rejection of the data, not a failure of the platform."""
@@ -244,7 +248,7 @@ class BatchLedger:
         path = self.root / "versions" / f"{data_version}.json"
         if not path.exists():
             known = sorted(p.stem for p in (self.root / "versions").glob("*.json"))
-            raise LookupError(
+            raise UnknownDataVersion(
                 f"data version {data_version!r} was never recorded under {self.root} (recorded: {known or 'none'})"
             )
         return self._frame_of(list(read_json(path)["batch_ids"]))

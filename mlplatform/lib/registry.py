@@ -80,6 +80,15 @@ class LoadedModel:
     labels: dict[str, str]
 
 
+def _described(stored) -> ModelVersion:
+    return ModelVersion(
+        tag=str(stored.tag),
+        labels=dict(stored.info.labels),
+        metrics=dict(stored.info.metadata.get("metrics", {})),
+        created=stored.creation_time.isoformat(timespec="seconds"),
+    )
+
+
 def check_pinned(tag: str, error: type[Exception] = RegistryError) -> str:
     """A tag that names a version: nothing in the platform ever follows ``:latest``."""
     if ":" not in tag or tag.endswith(":latest"):
@@ -198,23 +207,20 @@ class Registry:
         return self.version(str(stored.tag))
 
     def version(self, tag: str) -> ModelVersion:
-        stored = self._get(tag)
-        return ModelVersion(
-            tag=str(stored.tag),
-            labels=dict(stored.info.labels),
-            metrics=dict(stored.info.metadata.get("metrics", {})),
-            created=stored.info.creation_time.isoformat(timespec="seconds"),
-        )
+        return _described(self._get(tag))
 
     def versions(self) -> list[ModelVersion]:
         """Every stored version of the project's model, oldest first."""
+        import bentoml
         from bentoml.exceptions import NotFound
 
         try:
-            stored = self._store().list(self.project)
+            stored = bentoml.models.list(self.project, _model_store=self._store())
         except NotFound:
             return []
-        return sorted((self.version(str(m.tag)) for m in stored), key=lambda v: (v.created, v.tag))
+        # BentoML keeps the creation time to the microsecond: two saves, one after the other, never tie. Cut to
+        # the second (as ``created`` shows it), they did, and the tag (random) then decided which came first.
+        return [_described(m) for m in sorted(stored, key=lambda m: (m.creation_time, str(m.tag)))]
 
     def trained_on(self, data_version: str, spec: ProjectSpec) -> ModelVersion | None:
         """The stored version already trained on this data version with this spec and this code, if any:

@@ -272,6 +272,13 @@ def test_a_candidate_that_cannot_fit_fails_its_step_naming_it(project: Project) 
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failure.step_key == "candidate_models.tune_candidate[bad]"
-    assert "candidate 'bad' (logistic_regression) failed to fit" in failure.step_failure_data.error.to_string()
+    # The step's own error, its candidate and the fit's cause: not any error that mentions a failed fit.
+    raised = failure.step_failure_data.error.cause
+    assert raised.cls_name == "CandidateError"
+    assert raised.message.startswith(
+        "mlplatform.lib.candidates.CandidateError: candidate 'bad' (logistic_regression) failed to fit: "
+        "InvalidParameterError: The 'max_iter' parameter of LogisticRegression must be an int"
+    )
+    assert "Got -5 instead." in raised.message
     assert not {"trained_model", "challenger_model", "champion_model"} & materialized(result)
     assert project.registry.versions() == []
