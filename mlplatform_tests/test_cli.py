@@ -72,6 +72,8 @@ def test_run_trains_a_users_own_csv_with_another_target(tmp_path: Path) -> None:
         "evaluation_report",
     ):
         assert f"{step}" in done.stdout and "done in" in done.stdout
+    # The UI command it prints opens this run's home and spec (test_commands.py: the rest of it works pasted).
+    assert " dev --home state --spec wine.yaml     (then http://127.0.0.1:3000)" in done.stdout
     assert (tmp_path / "state" / "dagster" / "dagster.yaml").is_file()
     assert list((tmp_path / "state" / "artifacts" / "reports" / "wine").glob("*/report.md"))
     assert not (tmp_path / ".mlplatform").exists()
