@@ -1,6 +1,7 @@
 """The ``mlplatform …`` command lines this package prints (a hint, the UI command), written the way that works
 when pasted into the shell that started this process: a README command goes through ``uv run`` in a checkout,
-where no ``mlplatform`` is on the shell's PATH, while an installed package has the console script."""
+where no ``mlplatform`` is on the shell's PATH, while an installed package has the console script. What it
+reads of the environment is how this process was started (argv, PATH, uv's marker), not configuration."""
 
 from __future__ import annotations
 
