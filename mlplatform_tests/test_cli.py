@@ -179,3 +179,33 @@ def test_help_lists_the_exit_codes(tmp_path: Path) -> None:
     assert done.returncode == 0
     for code in ("0  done", "1  something broke", "2  a spec", "3  the model was trained", "4  a batch was rejected"):
         assert code in done.stdout
+
+
+@pytest.mark.slow
+def test_the_hint_after_a_lost_gate_promotes_when_pasted(tmp_path: Path, penguins: pd.DataFrame) -> None:
+    """A model that loses the gate ends with `promote it by hand: <command>`; pasted into the same shell, with
+    the run's own home and spec, that command makes it the champion."""
+    penguins.to_csv(tmp_path / "penguins.csv", index=False)
+    spec = "name: penguins\nproblem: {task: classification, target: species}\nsource: {uri: penguins.csv}\n"
+    (tmp_path / "spec.yaml").write_text(spec)
+    first = mlplatform("run", "--spec", "spec.yaml", "--home", "state", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    weak = "{estimator: logistic_regression, trials: 1, search: {C: {choices: [0.0001]}}}"
+    (tmp_path / "spec.yaml").write_text(f"{spec}training: {{candidates: {{weak: {weak}}}}}\n")
+    lost = mlplatform("run", "--spec", "spec.yaml", "--home", "state", cwd=tmp_path)
+    assert lost.returncode == 3, lost.stdout + lost.stderr
+
+    [hint] = [line.split("promote it by hand: ", 1)[1] for line in lost.stdout.splitlines() if "by hand: " in line]
+    assert "--home state --spec spec.yaml" in hint, hint
+    challenger = hint.split(" promote ", 1)[1].split()[0]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+    pasted = subprocess.run(
+        ["bash", "-c", hint],
+        cwd=tmp_path,
+        env=environ | {"MLPLATFORM_DEPLOY": "none", "UV_NO_SYNC": "1", "UV_FROZEN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert pasted.returncode == 0, f"{hint!r}: {pasted.stdout}{pasted.stderr}"
+    assert f"champion is now {challenger}" in pasted.stdout
