@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("spec", type=Path)
 
     dev = commands.add_parser("dev", help="start the Dagster UI and daemon on this project's instance")
-    dev.add_argument("--home", type=Path, default=None)
+    dev.add_argument("--home", type=Path, default=None, help="state folder (default: $MLPLATFORM_HOME)")
+    dev.add_argument("--spec", type=Path, default=None, help="the jobs' default spec (default: $MLPLATFORM_SPEC)")
     dev.add_argument("--port", type=int, default=3000)
 
     synth = commands.add_parser("synth", help="write synthetic rows with the bundled example's schema")
@@ -232,18 +233,24 @@ def _failed(result, summary) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    _environment(args.home, None)
+    _environment(args.home, args.spec)
+    from mlplatform.settings import Settings
+
+    settings = Settings.from_env()
+    # Dagster starts in DAGSTER_HOME so that the dagster.yaml it finds in its current folder is the instance's
+    # own (a copy of the project's): started in a checkout, it warns that the checkout's copy "will not be
+    # used". The code location then resolves no path against that folder: home and spec are made absolute.
+    os.environ["MLPLATFORM_HOME"], os.environ["MLPLATFORM_SPEC"] = str(settings.home), str(settings.spec_path)
     workspace = PROJECT_ROOT / "workspace.yaml"
-    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port)]
-    if workspace.is_file():
-        command += ["-w", str(workspace)]
-    else:
-        command += ["-m", "mlplatform.definitions"]
-    print(f"mlplatform: Dagster UI at http://127.0.0.1:{args.port} (instance {os.environ['DAGSTER_HOME']})", flush=True)
+    target = ["-w", str(workspace)] if workspace.is_file() else ["-m", "mlplatform.definitions"]
+    # `dg dev`, not `dagster dev` (superseded in Dagster 1.13, and it says so on every start).
+    command = [sys.executable, "-m", "dagster_dg_cli.cli", "dev", "-h", "127.0.0.1", "-p", str(args.port), *target]
+    print(f"mlplatform: Dagster UI at http://127.0.0.1:{args.port} (instance {settings.dagster_home})", flush=True)
     # Started in the background by a non-interactive shell, SIGINT arrives ignored and Dagster copies that
     # onto SIGTERM in every child; restore both so `kill` stops the whole stack.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.chdir(settings.dagster_home)
     os.execv(sys.executable, command)
     return 0  # not reached: execv replaces this process
 

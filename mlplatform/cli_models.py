@@ -62,11 +62,15 @@ def _registry(args):
 
 
 def _models(args: argparse.Namespace) -> int:
+    from mlplatform.commands import command
+    from mlplatform.settings import Settings
+
     registry, spec = _registry(args)
     champion = registry.champion()
     versions = registry.versions()
     if not versions:
-        print(f"no model of {spec.name!r} is stored in {registry.bentoml_home}; run `mlplatform run` first")
+        first = command("run", settings=Settings.from_env())
+        print(f"no model of {spec.name!r} is stored in {registry.bentoml_home}; run `{first}` first")
         return 0
     metric = spec.problem.primary_metric
     print(f"{'':2}{'tag':<34} {'estimator':<32} {metric:>10}  {'data version':<18} trained")

@@ -46,11 +46,13 @@ def _deploy_champion() -> int:
     import dagster as dg
 
     from mlplatform import definitions, summary
+    from mlplatform.commands import command
     from mlplatform.settings import Settings
 
     with dg.DagsterInstance.get() as instance:
         if summary.latest_metadata(instance, "champion_model") == {}:
-            print("error: there is no champion to serve yet: run `mlplatform run` first", file=sys.stderr)
+            first = command("run", settings=Settings.from_env())
+            print(f"error: there is no champion to serve yet: run `{first}` first", file=sys.stderr)
             return 2
         config = definitions.run_config(Settings.from_env().spec_path, progress=True)
         if not execute(instance, definitions.deploy_champion_job, config):

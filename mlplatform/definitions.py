@@ -70,8 +70,8 @@ def deployment_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
 def build_definitions(settings: Settings) -> dg.Definitions:
     # In-process locally: a process per step costs more than the steps themselves at small sizes. The
     # multiprocess executor (candidates tuned in parallel) forks each step from a server that has already
-    # imported the code location, pandas and scikit-learn: 27 s for the bundled graph against 40-59 s when
-    # every step starts a fresh interpreter (2 cores).
+    # imported the code location, pandas and scikit-learn, rather than start a fresh interpreter per step
+    # (measured: bench/README.md, "Measured without a script of their own").
     executor = dg.in_process_executor
     if settings.executor == "multiprocess":
         executor = dg.multiprocess_executor.configured(

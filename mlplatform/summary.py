@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 
+from mlplatform.commands import command
 from mlplatform.lib import deployment
 from mlplatform.settings import Settings
 
@@ -27,9 +26,6 @@ def render(instance: dg.DagsterInstance, run_ids: list[str], rejected: list[str]
     model, report = latest_metadata(instance, "trained_model"), latest_metadata(instance, "evaluation_report")
     settings = Settings.from_env()
     primary = report["primary_metric"]
-    ui_command = "uv run mlplatform dev"
-    if settings.home != Path(".mlplatform").resolve():
-        ui_command += f" --home {settings.home}"
     marker = {f"holdout_{primary}": "   <- optimised"}
     metric_lines = "\n".join(
         f"    {name.removeprefix('holdout_'):<18} {value:.4f}{marker.get(name, '')}"
@@ -41,7 +37,7 @@ def render(instance: dg.DagsterInstance, run_ids: list[str], rejected: list[str]
     training_data = f"{accepted['dagster/row_count']} rows from {accepted['batches']} accepted batch(es), "
     training_data += f"data version {accepted['data_version']}"
     candidates = ", ".join(_candidate_names(latest_metadata(instance, "candidate_models"))) or "?"
-    registry_lines = _registry_lines(instance, run_ids[-1] if run_ids else "")
+    registry_lines = _registry_lines(instance, run_ids[-1] if run_ids else "", settings)
     quality = "every batch passed its checks" if not rejected else f"{len(rejected)} batch(es) REJECTED:"
     rejected_lines = "".join(f"\n    {part}" for line in rejected for part in line.splitlines())
     return f"""{len(run_ids)} run(s) done: {", ".join(run_ids)}
@@ -59,7 +55,7 @@ def render(instance: dg.DagsterInstance, run_ids: list[str], rejected: list[str]
 {serving_lines(instance)}  artifacts     {settings.artifact_root}
   instance      {instance.root_directory}
 
-Open the UI on this instance:  {ui_command}     (then http://127.0.0.1:3000)"""
+Open the UI on this instance:  {command("dev", settings=settings)}     (then http://127.0.0.1:3000)"""
 
 
 def serving_lines(instance: dg.DagsterInstance) -> str:
@@ -67,7 +63,8 @@ def serving_lines(instance: dg.DagsterInstance) -> str:
     lines = []
     served = latest_metadata(instance, "local_deployment")
     if served and not deployment.is_alive(deployment.RunningServer(**served["server"])):
-        lines.append(f"  serving       stopped (it served {served['model_tag']}): `mlplatform serve` starts it again")
+        again = command("serve", settings=Settings.from_env())
+        lines.append(f"  serving       stopped (it served {served['model_tag']}): `{again}` starts it again")
     elif served:
         token = served["token"]
         reader = f"$(cat {token})" if token != "MLPLATFORM_API_TOKEN" else "$MLPLATFORM_API_TOKEN"
@@ -86,7 +83,7 @@ def _candidate_names(metadata: dict) -> list[str]:
     return [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.count("|") > 2]
 
 
-def _registry_lines(instance: dg.DagsterInstance, run_id: str) -> str:
+def _registry_lines(instance: dg.DagsterInstance, run_id: str, settings: Settings) -> str:
     challenger, champion = latest_metadata(instance, "challenger_model"), latest_metadata(instance, "champion_model")
     if not challenger:
         return "(nothing stored)"
@@ -97,7 +94,8 @@ def _registry_lines(instance: dg.DagsterInstance, run_id: str) -> str:
         verdict = gate_verdict(instance, run_id)
         why = verdict.partition(": ")[2] if verdict else "the challenger was not promoted"
         lines.append(f"champion stays {champion.get('tag', '(none)')}: {why}")
-        lines.append(f"promote it by hand: mlplatform promote {challenger['tag']} --reason '...'")
+        promote = command("promote", challenger["tag"], "--reason", "why it should serve", settings=settings)
+        lines.append(f"promote it by hand: {promote}")
     return "\n                ".join(lines)
 
 

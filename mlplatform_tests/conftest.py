@@ -128,6 +128,10 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterServ
     and stopped with SIGTERM: leaving the session fails unless every process of the stack exited by
     itself, in time, with nothing killed and nothing left running."""
     home = tmp_path_factory.mktemp("dagster_ui") / "home"
+    # Started from a checkout's folder, beside the project's dagster.yaml, as a developer starts it.
+    from mlplatform.cli import instance_config
+
+    shutil.copyfile(instance_config(), home.parent / "dagster.yaml")
     # The graph a user gets by default, the local deployment included, on a port of its own.
     environment = {
         "MLPLATFORM_SPEC": str(default_spec_path()),

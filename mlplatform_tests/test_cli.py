@@ -74,6 +74,8 @@ def test_run_trains_a_users_own_csv_with_another_target(tmp_path: Path) -> None:
     ):
         # the step's own progress line, not any step's: "  14:02:11  cleaned_data         done in 0.4 s"
         assert re.search(rf"^  \d\d:\d\d:\d\d  {step} +done in \d+\.\d s$", done.stdout, re.MULTILINE), step
+    # The UI command it prints opens this run's home and spec (test_commands.py: the rest of it works pasted).
+    assert " dev --home state --spec wine.yaml     (then http://127.0.0.1:3000)" in done.stdout
     assert (tmp_path / "state" / "dagster" / "dagster.yaml").is_file()
     assert list((tmp_path / "state" / "artifacts" / "reports" / "wine").glob("*/report.md"))
     assert not (tmp_path / ".mlplatform").exists()
@@ -186,3 +188,33 @@ def test_serve_without_a_local_deployment_is_refused_as_bad_input(tmp_path: Path
 
     assert done.returncode == 2
     assert done.stderr == "error: MLPLATFORM_DEPLOY=none: there is no local deployment to manage\n"
+
+
+@pytest.mark.slow
+def test_the_hint_after_a_lost_gate_promotes_when_pasted(tmp_path: Path, penguins: pd.DataFrame) -> None:
+    """A model that loses the gate ends with `promote it by hand: <command>`; pasted into the same shell, with
+    the run's own home and spec, that command makes it the champion."""
+    penguins.to_csv(tmp_path / "penguins.csv", index=False)
+    spec = "name: penguins\nproblem: {task: classification, target: species}\nsource: {uri: penguins.csv}\n"
+    (tmp_path / "spec.yaml").write_text(spec)
+    first = mlplatform("run", "--spec", "spec.yaml", "--home", "state", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    weak = "{estimator: logistic_regression, trials: 1, search: {C: {choices: [0.0001]}}}"
+    (tmp_path / "spec.yaml").write_text(f"{spec}training: {{candidates: {{weak: {weak}}}}}\n")
+    lost = mlplatform("run", "--spec", "spec.yaml", "--home", "state", cwd=tmp_path)
+    assert lost.returncode == 3, lost.stdout + lost.stderr
+
+    [hint] = [line.split("promote it by hand: ", 1)[1] for line in lost.stdout.splitlines() if "by hand: " in line]
+    assert "--home state --spec spec.yaml" in hint, hint
+    challenger = hint.split(" promote ", 1)[1].split()[0]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+    pasted = subprocess.run(
+        ["bash", "-c", hint],
+        cwd=tmp_path,
+        env=environ | {"MLPLATFORM_DEPLOY": "none", "UV_NO_SYNC": "1", "UV_FROZEN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert pasted.returncode == 0, f"{hint!r}: {pasted.stdout}{pasted.stderr}"
+    assert f"champion is now {challenger}" in pasted.stdout

@@ -68,6 +68,15 @@ def test_dev_installs_the_projects_instance_config(dagster_ui: DagsterServers) -
     assert instance["runQueueConfig"]["maxConcurrentRuns"] == project_queue
 
 
+def test_dev_starts_without_dagsters_misleading_notices(dagster_ui: DagsterServers) -> None:
+    """Started beside the project's dagster.yaml, Dagster would say that file "will not be used" (it is: its copy
+    is the instance's); and `dagster dev` says on every start that `dg dev` supersedes it."""
+    assert (dagster_ui.home.parent / "dagster.yaml").is_file()  # the folder it was started from has one
+    log = dagster_ui.log_path.read_text(errors="replace")
+    assert "Serving dagster-webserver" in log  # the log is the stack's
+    assert "will not be used" not in log and "superseded" not in log, log
+
+
 def test_materialize_all_materializes_every_asset(dagster_ui: DagsterServers, materialized_run: str) -> None:
     answer = dagster_ui.graphql(MATERIALIZED_QUERY, runId=materialized_run)
     run = answer["runOrError"]

@@ -63,9 +63,8 @@ LOG_DROPPED_ROWS = prometheus_client.Counter(
     # One process (one copy of the model) per pod: micro-batching absorbs concurrency, replicas add cores.
     workers=1,
     traffic={"timeout": 60},
-    # An access log line costs ~0.5 ms of the worker's CPU a request (bench/serving.py: 2.4 -> 2.9 ms at 64
-    # one-row clients), as much as a micro-batched prediction; /metrics counts requests, the prediction log
-    # records each one.
+    # An access log line costs as much of the worker's CPU as a micro-batched prediction (bench/README.md,
+    # "What made the difference"); /metrics counts requests, the prediction log records each one.
     logging={"access": {"enabled": False}},
 )
 class Predictor:
@@ -124,8 +123,8 @@ class Predictor:
     def freeze_startup_objects(self) -> None:
         """Move everything loaded so far (BentoML, pandas, scikit-learn, the model) out of the garbage
         collector's sight. Requests allocate many short-lived dicts, which trigger full collections, and each
-        would walk those hundreds of thousands of objects (~70 ms for the imports alone) while requests wait:
-        that was the slowest 1% of answers (bench/serving.py, 8 clients sending 100 rows: p99 ~300 -> 137 ms)."""
+        would walk those hundreds of thousands of objects while requests wait: that was the slowest 1% of
+        answers (bench/README.md, "What made the difference")."""
         gc.collect()
         gc.freeze()
 

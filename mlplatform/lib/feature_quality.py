@@ -2,8 +2,8 @@
 and does a classification target have at least two classes to learn? It also warns, without blocking, of an
 input column that alone predicts the target almost perfectly (mlplatform.lib.leakage).
 
-Transforming every row again only to look at it costs more than the rest of the check (1.1 s of the 1.5 s at a
-million rows, nearly all in the categorical branch, whose one-hot output is 0 or 1 anyway). So the transformed
+Transforming every row again only to look at it costs more than the rest of the check (bench/README.md, quality.py
+results: nearly all in the categorical branch, whose one-hot output is 0 or 1 anyway). So the transformed
 features are checked on a seeded sample of each split, which catches what goes wrong for every row (a fitted
 statistic that is not a number, a column that comes out empty), and the full data is checked where one row can
 break a model: each numeric model input must be finite (missing values are imputed, but an infinity passes
@@ -24,7 +24,7 @@ from mlplatform.lib import leakage, quality
 from mlplatform.lib.features import feature_columns
 from mlplatform.lib.spec import ProjectSpec
 
-SAMPLE_ROWS = 20_000  # per split; transforming them takes about 30 ms
+SAMPLE_ROWS = 20_000  # per split
 
 
 def validate_features(

@@ -21,9 +21,9 @@ copy of the target, or the row number of a file sorted by it, scores 0.999 from 
 The tree's depth (64 steps) bounds what a noisy honest feature can fit. The result is a warning, never a
 block: a data scientist decides.
 
-Cost: 5-9 ms per input column at the full sample (3,000 rows, 3 folds), measured on a busy 2-core
-machine: 0.02-0.06 s for 6 columns, 0.5-0.9 s for 100; the sample is drawn before anything is copied, so
-a training split of a million rows (9 columns) costs the same 0.06 s.
+Its cost grows with the input columns, not the rows: the sample is drawn before anything is copied, so a
+training split of a million rows costs what 3,000 do (bench/README.md, "Measured without a script of their
+own").
 """
 
 from __future__ import annotations

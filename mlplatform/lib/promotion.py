@@ -117,7 +117,7 @@ def gate(challenger: ModelVersion, holdout: pd.DataFrame, spec: ProjectSpec, mod
             f"no holdout row is left that neither model trained on ({rows.champion_trained} of {rows.holdout} "
             f"were champion {champion.tag if champion else '-'}'s training rows, {rows.challenger_trained} the "
             f"challenger's): no fair comparison, so nothing is promoted; promote {challenger.tag} by hand if it "
-            f"should serve: mlplatform promote {challenger.tag} --reason '...'"
+            "should serve (the `promote` command, or the promote_model job)"
         )
         return Verdict(False, (reason,), metric, {}, None, champion.tag if champion else None, rows)
     compared = holdout[unseen]
@@ -129,7 +129,7 @@ def gate(challenger: ModelVersion, holdout: pd.DataFrame, spec: ProjectSpec, mod
         except evaluation.EvaluationError as exc:
             raise evaluation.EvaluationError(
                 f"champion {champion.tag} cannot be scored on this holdout ({exc}); if the data changed on "
-                f"purpose, promote {challenger.tag} by hand: mlplatform promote {challenger.tag} --reason '...'"
+                f"purpose, promote {challenger.tag} by hand (the `promote` command, or the promote_model job)"
             ) from exc
     verdict = judge(challenger_metrics, champion_metrics, spec, champion.tag if champion else None)
     return replace(verdict, reasons=(*verdict.reasons, _rows_reason(rows, verdict.champion_tag)), rows=rows)

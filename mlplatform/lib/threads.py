@@ -10,12 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Below this many training rows every fit gets one thread, whatever the cores. Measured with bench/threads.py
-# (a HistGradientBoostingClassifier at its defaults, 10 features, 2 cores shared with other sessions; README,
-# section "threads.py"): at 3,000 rows one thread took 0.36 s against 0.55-0.99 s with two, and 1.0 s against
-# 5-10 s beside a busy loop on the other core; at 10,000 and 30,000 rows two threads won by 1.2-1.35x while the
-# machine was lightly loaded (0.35 s against 0.42 s, 0.55 s against 0.75 s) and lost 5-15x once it was not
-# (30,000 rows at load 6.5: 4.4 s against 0.78 s; 10,000 rows beside the busy loop: 36 s against 2.4 s). OpenMP's
+# Below this many training rows every fit gets one thread, whatever the cores: there two threads gained at most
+# 1.2x with a free core and lost up to 15x without one (bench/threads.py; bench/README.md, "threads.py"). OpenMP's
 # threads spin at every barrier waiting for the one that lost its core, and a small fit is mostly barriers.
 # Above it a fit gets the step's share of the cores: they paid where nothing else wanted them, and the steps
 # that run beside it are already counted; other people's work on the same cores is not, and costs as above.

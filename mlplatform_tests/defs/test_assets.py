@@ -70,6 +70,11 @@ def test_whole_graph_on_the_bundled_example(settings: Settings) -> None:
     report = materialization(result, "evaluation_report")
     assert report["primary_metric"] == "f1_macro"
     assert report["holdout_f1_macro"] > 0.9  # penguins are easy: a linear model separates the species
+    # People read metrics rounded as the tables are; the exact values stay for programs comparing runs.
+    shown = {name: value for name, value in report.items() if name.startswith("holdout_") and name != "holdout_rows"}
+    assert all(value == round(value, 4) for value in shown.values()), shown
+    exact = {f"holdout_{name}": value for name, value in report["metrics"].items()}
+    assert exact.keys() == shown.keys() and exact != shown
     assert report["holdout_rows"] == 68  # a row is held out by its hash: 68 of 344, not round(0.2 * 344)
     assert "data:image/png;base64," in report["confusion_matrix"]
     assert "data:image/png;base64," in report["feature_importance"]

@@ -171,7 +171,7 @@ def cleaned_data(
             "rows_in": report["rows_in"],
             "duplicate_rows_dropped": report["duplicate_rows_dropped"],
             "rows_without_target_dropped": report["rows_without_target_dropped"],
-            "unlabeled_fraction": report["unlabeled_fraction"],
+            "unlabeled_fraction": round(report["unlabeled_fraction"], 4),
             "cleaning": dg.MetadataValue.json(json.loads(json.dumps(report))),
         },
     )

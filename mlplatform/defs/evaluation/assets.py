@@ -42,7 +42,10 @@ def evaluation_report(
     return dg.Output(
         result,
         metadata={
-            **{f"holdout_{name}": value for name, value in result.metrics.items()},
+            # Rounded as the tables are, for people; the registry stores the exact values the gate compares,
+            # and "metrics" keeps them for programs that compare runs.
+            **{f"holdout_{name}": round(value, 4) for name, value in result.metrics.items()},
+            "metrics": dg.MetadataValue.json(result.metrics),
             "primary_metric": result.primary_metric,
             "holdout_rows": result.holdout_rows,
             "leakage_warning": dg.MetadataValue.json([leak.feature for leak in result.leakage.leaks]),

@@ -116,6 +116,6 @@ def champion_model(
             "by": change.by,
             "reason": change.reason,
             "data_version": serving.labels.get("data_version", ""),
-            **{f"holdout_{name}": value for name, value in serving.metrics.items()},
+            **{f"holdout_{name}": round(value, 4) for name, value in serving.metrics.items()},
         },
     )

@@ -110,10 +110,10 @@ def trained_model(
     metadata = {
         "candidate": winner.name,
         "estimator": model.estimator_name,
-        f"cv_{metric}": natural(metric, winner.cv_score),
+        f"cv_{metric}": round(natural(metric, winner.cv_score), 4),
         "parameters": dg.MetadataValue.json(model.parameters),
         "training_rows": model.training_rows,
-        "search_seconds": model.fit_seconds,
+        "search_seconds": round(model.fit_seconds, 2),
     }
     if model.classes:
         metadata["classes"] = dg.MetadataValue.json(list(model.classes))
