@@ -280,6 +280,7 @@ def start_servers(workdir: Path, service_dir: Path, stack: ExitStack) -> tuple[l
     from mlplatform_tests.serving.models import save_penguins_model
 
     home = workdir / "bentoml"
+    os.environ["BENTOML_HOME"] = str(home)  # before BentoML's first use here: nothing of ~/bentoml is touched
     saved = save_penguins_model(home)
     bento_tag = bento.build(saved.tag, bentoml_home=home, service_dir=service_dir)
     print(f"model {saved.tag}, bento {bento_tag}; {common.machine()}")
