@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,18 @@ def synthetic_csv(folder: Path, rows: int) -> Path:
     data = folder / f"penguins-{rows}.csv"
     synthetic.penguins(rows, seed=0).to_csv(data, index=False)
     return data
+
+
+def start_server(command: list[str], *, port: int, log: Path, env: Mapping[str, str], stack: ExitStack):
+    """A server process answering on 127.0.0.1:``port`` (``wait_ready`` polls its /readyz), stopped with its
+    children when ``stack`` closes, whatever fails in between."""
+    from mlplatform.lib.bento import LocalServer
+
+    with log.open("ab") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=dict(env))
+    server = LocalServer(process, f"http://127.0.0.1:{port}", log)
+    stack.callback(server.stop)
+    return server
 
 
 def model_folder(tag: str) -> Path:

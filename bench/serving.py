@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -290,19 +289,20 @@ def start_servers(workdir: Path, service_dir: Path, stack: ExitStack) -> tuple[l
     )
     stack.callback(served.stop)
     port = free_port()
-    with (workdir / "fastapi.log").open("ab") as log:
-        # BENTOML_HOME in its environment: the child finds the model's folder through BentoML's own API
-        baseline = subprocess.Popen(
-            [sys.executable, __file__, "--baseline-child", "--tag", saved.tag, "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=bento.bentoml_environment(home),
-        )
-    baseline_server = bento.LocalServer(baseline, f"http://127.0.0.1:{port}", workdir / "fastapi.log")
-    stack.callback(baseline_server.stop)
+    # BENTOML_HOME in its environment: the child finds the model's folder through BentoML's own API
+    baseline_server = common.start_server(
+        [sys.executable, __file__, "--baseline-child", "--tag", saved.tag, "--port", str(port)],
+        port=port,
+        log=workdir / "fastapi.log",
+        env=bento.bentoml_environment(home),
+        stack=stack,
+    )
     for process in (served, baseline_server):
         process.wait_ready()
-    servers = [Server("fastapi", baseline_server.url, baseline.pid), Server("bento", served.url, served.process.pid)]
+    servers = [
+        Server("fastapi", baseline_server.url, baseline_server.process.pid),
+        Server("bento", served.url, served.process.pid),
+    ]
     return servers, payloads_for(saved.schema, saved.holdout)
 
 
