@@ -52,7 +52,8 @@ def measure(rows_list: list[int], repeat: int, loaded: bool, iterations: int, sm
     try:
         for rows in rows_list:
             # smoke: only the two sides of the ratio, the policy's count and the libraries' default
-            for threads in dict.fromkeys((threads_per_fit(rows), None) if smoke else (1, 2, None)):
+            policy = threads_per_fit(rows)
+            for threads in dict.fromkeys((policy, None) if smoke else (1, 2, policy, None)):
                 best, median = common.best_median(fit_seconds(rows, threads, repeat, iterations))
                 cell = {
                     "rows": rows,
