@@ -10,6 +10,7 @@ before any timing both sides are run on a frame with planted faults and must agr
     .venv/bin/python bench/quality.py                  # 1,000,000 rows, 5 repeats, plus the real suites
     .venv/bin/python bench/quality.py --quick          # 100,000 rows, 2 repeats, synthetic frame only
     .venv/bin/python bench/quality.py --pipeline       # also `mlplatform run` the whole graph at --rows
+    .venv/bin/python bench/quality.py --smoke          # 2,000 rows, 1 repeat, every section (under a minute)
 
 Sections: the 1M x 10 frame with every kind of rule our suites use; the 3-rule suite measured in the
 issue; one suite per rule kind (what one rule of each kind costs); a failing batch (the detailed pass
@@ -20,12 +21,8 @@ whole graph.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import common
+from bench.common import Target, seconds
 from mlplatform.lib import quality
 from mlplatform.lib.quality import NUMERIC_TYPES, Rule
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESULTS = PROJECT_ROOT / "bench" / "results"
 MEASUREMENTS = [f"m{i}" for i in range(6)]
 CATEGORIES = {"kind": ["a", "b", "c"], "site": ["north", "south", "east", "west"], "sex": ["female", "male"]}
 
@@ -179,12 +176,6 @@ def planted_faults(frame: pd.DataFrame) -> pd.DataFrame:
     return bad
 
 
-def seconds(function: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
-
-
 def compare(frame: pd.DataFrame, rules: list[Rule], suite: str, repeats: int, docs_dir: Path | None = None) -> dict:
     """GX and pandas interleaved, so both see the same machine load; answers checked equal."""
     gx_seconds: list[float] = []
@@ -256,7 +247,7 @@ def synthetic_suites(rows: int, repeats: int, workdir: Path) -> list[dict]:
     ]
     print_table(f"synthetic frame {rows} x {frame.shape[1]} (seconds; ratio = GX median / pandas median)", measured)
     for m in measured:
-        print(f"ratio gx/pandas ({m['rules']} rules, {m['rows']} rows): {m['ratio']:.1f}x")
+        common.ratio_line(f"gx/pandas, {m['suite']} ({m['rules']} rules, {m['rows']} rows)", m["ratio"])
 
     kinds = [compare(frame, [], "empty suite (fixed cost)", repeats, docs)]
     for expectation in dict.fromkeys(r.expectation for r in rules):
@@ -321,58 +312,60 @@ def real_suites(rows: int, repeats: int, workdir: Path) -> list[dict]:
     return measured
 
 
-def whole_graph(rows: int, workdir: Path, warm: float) -> dict:
-    """`mlplatform run` on ``rows`` synthetic rows: wall time, step durations, validate()'s own seconds."""
-    import yaml
+def whole_graph(rows: int, workdir: Path, warm: float, training: dict | None) -> dict:
+    """`mlplatform run` on ``rows`` synthetic rows (MLPLATFORM_DEPLOY=none: nothing left serving): wall time,
+    every step's duration and each check's own ``validation_seconds``, read from the runs' instance."""
+    from mlplatform.settings import Settings
 
-    from mlplatform.lib.spec import default_spec_path
-
-    cli = [sys.executable, "-m", "mlplatform.cli"]
-    data = workdir / f"penguins-{rows}.csv"
-    subprocess.run([*cli, "synth", "--rows", str(rows), "--out", str(data)], check=True, cwd=workdir)
-    document = yaml.safe_load(default_spec_path().read_text())
-    document["source"]["uri"] = str(data)
-    spec = workdir / "spec.yaml"
-    spec.write_text(yaml.safe_dump(document, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
-    started = time.perf_counter()
-    run = subprocess.run(
-        [*cli, "run", "--spec", str(spec), "--home", str(workdir / "home")],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - started
-    if run.returncode:
-        raise RuntimeError(f"mlplatform run failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-    steps = {m[1]: float(m[2]) for m in re.finditer(r"^\s+\S+\s+(\S+)\s+done in ([\d.]+) s$", run.stdout, re.M)}
-    checks = sum(seconds for name, seconds in steps.items() if name.endswith(("_is_valid", "_are_valid")))
-    [run_id] = re.findall(r"run\(s\) succeeded: (\S+)", run.stdout)
-    validation = validation_seconds(workdir / "home" / "dagster", run_id)
+    spec = common.write_spec(workdir, common.synthetic_csv(workdir, rows), training)
+    home = workdir / "home"
+    wall = common.run_cli(["run", "--spec", str(spec)], home=home, log=workdir / "run.log").wall
+    steps, validation = read_runs(Settings.from_env({"MLPLATFORM_HOME": str(home)}).dagster_home)
+    checks = sum(took for name, took in steps.items() if name.endswith(("_is_valid", "_are_valid")))
     print(f"\nwhole graph, `mlplatform run` at {rows} rows: {wall:.1f} s wall (process start to exit)")
-    for name, seconds in steps.items():
-        print(f"  {name:<40} {seconds:>6.1f} s")
+    width = max(map(len, steps))
+    for name, took in steps.items():
+        print(f"  {name:<{width}} {took:>6.1f} s")
     print(
         f"check steps {checks:.1f} s = {checks / wall:.1%} of the run (with the one-time GX import and input loading)"
     )
-    for check, seconds in validation.items():
-        print(f"  {check:<40} validate() {seconds:.2f} s")
+    for check, took in validation.items():
+        print(f"  {check:<{width}} validate() {took:.2f} s")
     total = sum(validation.values())
-    print(f"validate() {total:.2f} s = {total / wall:.1%} of the run (the first waits for GX's background import)")
+    print(f"validate() {total:.2f} s = {total / wall:.1%} of the run (the first pays GX's import)")
     if warm:
         print(f"warm validation (raw_batch suite + features check), measured above: {warm:.2f} s = {warm / wall:.1%}")
     return {"rows": rows, "wall": wall, "steps": steps, "check_steps": checks, "validate": validation}
 
 
-def validation_seconds(dagster_home: Path, run_id: str) -> dict[str, float]:
-    """Each check's own ``validation_seconds`` metadata (its quality calls' clock), from the run's events."""
+def read_runs(dagster_home: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Every step's seconds and every check's own ``validation_seconds`` metadata (its quality calls' clock),
+    over all the runs in the instance (a fresh home: `mlplatform run` validates, then trains, in runs of
+    their own); fails unless one of them trained."""
     import dagster as dg
 
+    from mlplatform import definitions
+
+    steps: dict[str, float] = {}
+    validation: dict[str, float] = {}
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-        evaluations = [record.event_log_entry.dagster_event.event_specific_data for record in records]
-        return {e.check_name: float(e.metadata["validation_seconds"].value) for e in evaluations}
+        runs = list(reversed(instance.get_runs()))
+        jobs = [run.job_name for run in runs]
+        if definitions.TRAIN_AND_EVALUATE not in jobs:
+            raise RuntimeError(f"`mlplatform run` trained nothing: its runs were {jobs} in {dagster_home}")
+        for run in runs:
+            for stats in instance.get_run_step_stats(run.run_id):
+                steps[stats.step_key] = stats.end_time - stats.start_time
+            of_type = dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            for record in instance.get_records_for_run(run.run_id, of_type=of_type).records:
+                evaluation = record.event_log_entry.dagster_event.event_specific_data
+                if "validation_seconds" in evaluation.metadata:  # the quality checks; the promotion gate has none
+                    validation[evaluation.check_name] = float(evaluation.metadata["validation_seconds"].value)
+    return steps, validation
+
+
+SMOKE = {"rows": 2_000, "repeats": 1}
+TARGET_ROWS = 1_000_000  # issue #3's targets are for a 1,000,000-row frame and a whole run at that size
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -382,7 +375,25 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="100,000 rows, 2 repeats, no real suites")
     parser.add_argument("--no-real", action="store_true", help="skip the pipeline's own suites")
     parser.add_argument("--pipeline", action="store_true", help="also run the whole graph at --rows once")
-    return parser.parse_args(argv)
+    common.add_standard_arguments(parser, "2,000 rows, 1 repeat, every section, the whole graph on a small budget")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rows, args.repeats = args.rows or SMOKE["rows"], args.repeats or SMOKE["repeats"]
+        args.pipeline = True
+    return args
+
+
+def targets(results: dict) -> list[Target]:
+    applies = results["rows"] >= TARGET_ROWS
+    [three] = [m for m in results["synthetic"] if m["suite"] == "3 rules"]
+    share = None
+    if "pipeline" in results:
+        share = sum(results["pipeline"]["validate"].values()) / results["pipeline"]["wall"]
+    at = f"at {TARGET_ROWS:,} rows"
+    return [
+        Target("GX ÷ pandas, 3 rules", three["ratio"], "<=", 3.0, applies, at),
+        Target("validate() share of `mlplatform run`", share, "<=", 0.10, applies, at),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,15 +423,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.pipeline:
             real = results.get("real", [])
             measured_warm = real[0]["gx_median"] + real[-1]["gx_median"] if real else 0.0
-            results["pipeline"] = whole_graph(rows, workdir, measured_warm)
+            training = common.FIXED_TRAINING if args.smoke else None
+            results["pipeline"] = whole_graph(rows, workdir, measured_warm, training)
     results["load_after"] = machine_load()
     print(f"\n{results['load_after']}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    saved = RESULTS / f"quality-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    saved.write_text(json.dumps(results, indent=1, default=str))
-    print(f"saved {saved.relative_to(PROJECT_ROOT)}")
-    return 0
+    print(f"saved {common.save_results(args.results, 'quality', results)}")
+    return common.verdict(targets(results), smoke=args.smoke)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -17,10 +17,12 @@ cross-validated scores; the bench checks that. README.md (section "search.py") s
 and what was measured.
 
     .venv/bin/python bench/search.py                          # 20,000 and 344 rows, 3 repeats (~15 min idle)
-    .venv/bin/python bench/search.py --smoke                  # 1,000 rows, 2 trials, serial vs libraries (<1 min)
+    .venv/bin/python bench/search.py --smoke                  # 1,000 rows, 1 trial, serial vs libraries (<1 min)
     .venv/bin/python bench/search.py --rows 344 --repeat 1    # the small size only (~1.5 min)
     .venv/bin/python bench/search.py --sides serial libraries # the thread policy alone
     .venv/bin/python bench/search.py --omp-threads 1          # every child limited to one OpenMP thread
+
+No issue set a target on these ratios; the bench exits 1 when the sides reached different scores.
 """
 
 from __future__ import annotations
@@ -31,14 +33,13 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESULTS = PROJECT_ROOT / "bench" / "results"
+from bench import common
+
 CANDIDATES = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 SIDES = {
     "parallel": "dagster, multiprocess executor",
@@ -46,7 +47,7 @@ SIDES = {
     "serial": "tune_all in one process",
     "libraries": "tune_all, the libraries' threads",
 }
-SMOKE = {"rows": [1_000], "trials": 2, "repeat": 1, "sides": ["serial", "libraries"]}
+SMOKE = {"rows": [1_000], "trials": 1, "repeat": 1, "sides": ["serial", "libraries"]}
 DEFAULT_ROWS = (20_000, 344)
 DEFAULT_TRIALS = 8
 
@@ -54,38 +55,31 @@ DEFAULT_TRIALS = 8
 def write_spec(folder: Path, rows: int, trials: int) -> Path:
     """The bundled example's spec over ``rows`` synthetic penguins, with the three candidates on one budget
     and no time cap (a cap would make the searches depend on the machine's speed)."""
-    import yaml
-
-    from mlplatform.lib import synthetic
     from mlplatform.lib.spec import default_spec_path
 
-    folder.mkdir(parents=True, exist_ok=True)
-    data = folder / f"penguins-{rows}.csv"
-    synthetic.penguins(rows, seed=0).to_csv(data, index=False)
-    document = yaml.safe_load(default_spec_path().read_text())
-    document["source"]["uri"] = str(data)
-    document["training"]["candidates"] = {name: {"estimator": name, "trials": trials} for name in CANDIDATES}
-    spec = folder / "spec.yaml"
-    spec.write_text(yaml.safe_dump(document, sort_keys=False))
-    return spec
+    training = load_yaml(default_spec_path())["training"]
+    training["candidates"] = {name: {"estimator": name, "trials": trials} for name in CANDIDATES}
+    return common.write_spec(folder, common.synthetic_csv(folder, rows), training)
 
 
-def child_environment(home: Path, spec: Path, workdir: Path, omp_threads: int | None) -> dict[str, str]:
-    """What ``mlplatform run --home HOME --spec SPEC`` sets up, with no MLPLATFORM_/DAGSTER_ settings of the
-    bench's own leaking in, and bytecode caching on (a process per step must not recompile the project)."""
+def load_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def child_environment(home: Path, spec: Path, omp_threads: int | None) -> dict[str, str]:
+    """What ``mlplatform run --home HOME --spec SPEC`` sets up (`common.child_environment`: nothing of the
+    bench's own settings, no deployment)."""
     from mlplatform.cli import instance_config
 
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(instance_config(), dagster_home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.setdefault("PYTHONPYCACHEPREFIX", str(workdir / "pycache"))
-    env |= {"MLPLATFORM_HOME": str(home), "MLPLATFORM_SPEC": str(spec), "DAGSTER_HOME": str(dagster_home)}
-    env["MLPLATFORM_DEPLOY"] = "none"  # the prepare step materializes no deployment either
+    extra = {"MLPLATFORM_HOME": str(home), "MLPLATFORM_SPEC": str(spec), "DAGSTER_HOME": str(dagster_home)}
     if omp_threads:
-        env["OMP_NUM_THREADS"] = str(omp_threads)
-    return env
+        extra["OMP_NUM_THREADS"] = str(omp_threads)
+    return common.child_environment(extra)
 
 
 def _prepare_child(args: argparse.Namespace) -> dict:
@@ -196,18 +190,14 @@ def run_child(role: str, spec: Path, env: dict[str, str], log: Path) -> dict:
     command = [sys.executable, __file__, "--child", role, "--spec", str(spec), "--timings", str(timings)]
     if role in SIDES:
         env = {**env, "MLPLATFORM_EXECUTOR": "multiprocess" if role == "parallel" else "in_process"}
-    with log.open("w") as sink:
-        code = subprocess.run(command, env=env, cwd=log.parent, stdout=sink, stderr=subprocess.STDOUT).returncode
-    if code:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
-        raise RuntimeError(f"{role} failed with exit code {code}; the end of {log}:\n{tail}")
+    common.run_child(command, env, log)
     return json.loads(timings.read_text()) | {"load_average": os.getloadavg()[0]}
 
 
 def measure_size(rows: int, trials: int, repeat: int, workdir: Path, omp_threads: int | None, sides: list[str]) -> dict:
     folder = workdir / str(rows)
     spec = write_spec(folder, rows, trials)
-    env = child_environment(folder / "home", spec, workdir, omp_threads)
+    env = child_environment(folder / "home", spec, omp_threads)
     load_before = os.getloadavg()
     prepared = run_child("prepare", spec, env, folder / "prepare.log")
     print(f"{rows:>7,} rows: upstream assets materialized in {prepared['wall']:.1f} s (not timed)", flush=True)
@@ -247,7 +237,7 @@ def differences(runs: dict[str, list[dict]]) -> list[str]:
     return found
 
 
-def report(size: dict, metric: str) -> tuple[str, list[str]]:
+def report(size: dict, metric: str) -> tuple[str, list[str], dict[str, float]]:
     from mlplatform.lib.evaluation import natural
 
     runs = size["runs"]
@@ -289,6 +279,7 @@ def report(size: dict, metric: str) -> tuple[str, list[str]]:
             f"  THREAD POLICY: the libraries' threads ÷ the platform's policy = {free_best / policy_best:.2f}x best, "
             f"{free_median / policy_median:.2f}x median (policy: threads per fit {chosen})"
         )
+    ratios = {side: walls[side][0] / walls["serial"][0] for side in runs if side != "serial"}
     if mismatches:
         lines.append("  !!! the sides reached DIFFERENT scores: see the end of the output !!!")
     else:
@@ -325,7 +316,7 @@ def report(size: dict, metric: str) -> tuple[str, list[str]]:
                 _cells(16, search("parallel")) + _cells(8, stat("parallel", "seconds"), stat("parallel", "launch"))
             )
         lines.append(f"  {step:<38}" + "".join(cells))
-    return "\n".join(lines), mismatches
+    return "\n".join(lines), mismatches, ratios
 
 
 def _median(values) -> float | None:
@@ -343,7 +334,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, help=f"Optuna trials per candidate (default: {DEFAULT_TRIALS})")
     parser.add_argument("--repeat", "--repeats", type=int, help="timed runs per side and size (default: 3)")
     parser.add_argument("--sides", nargs="+", choices=list(SIDES), help="what to time (default: all; serial always)")
-    parser.add_argument("--smoke", action="store_true", help=f"a size that finishes in well under a minute: {SMOKE}")
+    common.add_standard_arguments(parser, f"a size that finishes in well under a minute: {SMOKE}")
     parser.add_argument("--omp-threads", type=int, help="set OMP_NUM_THREADS in every child (default: unset)")
     parser.add_argument("--workdir", type=Path, help="keep data, homes and logs here (default: a temp dir, removed)")
     parser.add_argument("--child", choices=("prepare", *SIDES), help=argparse.SUPPRESS)
@@ -371,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mlplatform-bench-search-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"{os.cpu_count()} cores; working in {workdir}", flush=True)
+    print(f"{common.machine()}; working in {workdir}", flush=True)
     sizes = []
     try:
         for rows in args.rows:
@@ -383,19 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\nWall seconds of the search alone (imports excluded); ratio = side ÷ serial (lower is better).")
     mismatches = []
     for size in sizes:
-        text, found = report(size, metric)
+        text, found, ratios = report(size, metric)
         print(text)
+        for side, value in ratios.items():
+            common.ratio_line(f"{side}/serial at {size['rows']} rows", value, f"best wall; {SIDES[side]}")
         mismatches += [f"{size['rows']:,} rows: {line}" for line in found]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    saved = RESULTS / f"search-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    saved.write_text(json.dumps(sizes))
-    print(f"\nall measurements: {saved}")
-    if mismatches:
-        print("\n!!! THE SIDES DID NOT REACH THE SAME SCORES: the seeded searches are not reproducible !!!")
-        print("\n".join(mismatches))
-        return 1
-    return 0
+    print(f"\nall measurements: {common.save_results(args.results, 'search', sizes)}")
+    return common.verdict([], smoke=args.smoke, different_work=mismatches)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

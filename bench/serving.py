@@ -10,6 +10,9 @@ ratios bento ÷ FastAPI.
     .venv/bin/python bench/serving.py                   # 10 s per scenario and side (~3 min)
     .venv/bin/python bench/serving.py --quick           # 3 s per scenario and side (~1.5 min)
     .venv/bin/python bench/serving.py --repeats 3 --workdir /tmp/bench-serving
+    .venv/bin/python bench/serving.py --smoke           # 1 s per scenario and side (under a minute)
+
+Exit status 3 when a target of issue #5 is not met (throughput >= 1.0x, p99 <= 1.5x, no error, per scenario).
 
 README.md (section "serving.py") says what each side does and how to read the numbers.
 """
@@ -21,23 +24,24 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESULTS = PROJECT_ROOT / "bench" / "results"
+from bench import common
+from bench.common import PROJECT_ROOT, Target
+
 SCENARIOS = [(1, 8), (1, 64), (100, 8), (100, 64)]  # (rows per request, concurrent clients)
 SIDES = ("fastapi", "bento")
 TOKEN = "bench-token"
 
 
-def baseline_app(model_dir: str, tag: str):
+def baseline_app(tag: str):
     """What a team writes without BentoML: FastAPI endpoints over the same request model and predictor,
     with plain ``def`` endpoints, which FastAPI runs on its thread pool, as its documentation advises for
     blocking work. No authentication, metrics or prediction log: the bento does that work on top."""
@@ -45,7 +49,7 @@ def baseline_app(model_dir: str, tag: str):
 
     from mlplatform.lib import serving
 
-    predictor = serving.load_model(model_dir, tag)
+    predictor = serving.load_model(common.model_folder(tag), tag)
     Row = serving.request_model(predictor.schema)  # noqa: N806 (a class)
     app = FastAPI(title="baseline")
 
@@ -69,7 +73,7 @@ def baseline_app(model_dir: str, tag: str):
 def _baseline_child(args: argparse.Namespace) -> None:
     import uvicorn
 
-    app = baseline_app(args.model_dir, args.tag)
+    app = baseline_app(args.tag)
     uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, log_level="warning", access_log=False)
 
 
@@ -243,53 +247,69 @@ def report(results: list[Measurement]) -> list[dict]:
                 "bento_errors": bento_errors,
             }
         )
-    print("\nbento ÷ FastAPI, best run of each (target: throughput >= 1.0x, p99 <= 1.5x, zero errors)")
+    print("\nbento ÷ FastAPI, best run of each")
     for ratio in ratios:
-        met = ratio["throughput"] >= 1.0 and ratio["p99"] <= 1.5 and ratio["bento_errors"] == 0
-        print(
-            f"  {ratio['rows']:>3} row(s) x {ratio['concurrency']:<3} throughput {ratio['throughput']:5.2f}x  "
-            f"p50 {ratio['p50']:5.2f}x  p99 {ratio['p99']:5.2f}x  CPU/request {ratio['cpu_per_request']:5.2f}x  "
-            f"bento errors {ratio['bento_errors']}  {'met' if met else 'NOT MET'}"
+        common.ratio_line(
+            f"bento/fastapi throughput, {ratio['rows']} row(s) x {ratio['concurrency']}",
+            ratio["throughput"],
+            f"p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x, CPU/request {ratio['cpu_per_request']:.2f}x, "
+            f"bento errors {ratio['bento_errors']}",
         )
     return ratios
 
 
-def start_servers(workdir: Path, service_dir: Path) -> tuple[list[Server], list, dict, object]:
-    """The test model in a fresh store, its bento built and served, and the FastAPI app beside it."""
+def targets(ratios: list[dict]) -> list[Target]:
+    """Issue #5's targets, for every scenario."""
+    chosen = []
+    for ratio in ratios:
+        scenario = f"{ratio['rows']} row(s) x {ratio['concurrency']}"
+        chosen += [
+            Target(f"throughput bento ÷ FastAPI, {scenario}", ratio["throughput"], ">=", 1.0),
+            Target(f"p99 bento ÷ FastAPI, {scenario}", ratio["p99"], "<=", 1.5),
+            Target(f"bento errors, {scenario}", ratio["bento_errors"], "<=", 0),
+        ]
+    return chosen
+
+
+def start_servers(workdir: Path, service_dir: Path, stack: ExitStack) -> tuple[list[Server], dict]:
+    """The test model in a fresh store, its bento built and served, and the FastAPI app beside it; each
+    server is stopped when ``stack`` closes, whatever happens after it started."""
     from mlplatform.lib import bento
     from mlplatform_tests.servers import free_port
     from mlplatform_tests.serving.models import save_penguins_model
 
     home = workdir / "bentoml"
+    os.environ["BENTOML_HOME"] = str(home)  # before BentoML's first use here: nothing of ~/bentoml is touched
     saved = save_penguins_model(home)
     bento_tag = bento.build(saved.tag, bentoml_home=home, service_dir=service_dir)
-    print(f"model {saved.tag}, bento {bento_tag}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"model {saved.tag}, bento {bento_tag}; {common.machine()}")
     environment = {"MLPLATFORM_API_TOKEN": TOKEN, "MLPLATFORM_PREDICTION_LOG": str(workdir / "predictions")}
     served = bento.serve(
         bento_tag, port=free_port(), bentoml_home=home, log_path=workdir / "bento.log", environment=environment
     )
+    stack.callback(served.stop)
     port = free_port()
-    model_dir = home / "models" / saved.tag.replace(":", "/")
-    with (workdir / "fastapi.log").open("ab") as log:
-        baseline = subprocess.Popen(
-            [sys.executable, __file__, "--baseline-child", "--model-dir", str(model_dir), "--tag", saved.tag]
-            + ["--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=bento.bentoml_environment(home),
-        )
-    baseline_server = bento.LocalServer(baseline, f"http://127.0.0.1:{port}", workdir / "fastapi.log")
-    processes = [served, baseline_server]
-    servers = [Server("fastapi", baseline_server.url, baseline.pid), Server("bento", served.url, served.process.pid)]
-    return servers, processes, payloads_for(saved.schema, saved.holdout), saved
+    # BENTOML_HOME in its environment: the child finds the model's folder through BentoML's own API
+    baseline_server = common.start_server(
+        [sys.executable, __file__, "--baseline-child", "--tag", saved.tag, "--port", str(port)],
+        port=port,
+        log=workdir / "fastapi.log",
+        env=bento.bentoml_environment(home),
+        stack=stack,
+    )
+    for process in (served, baseline_server):
+        process.wait_ready()
+    servers = [
+        Server("fastapi", baseline_server.url, baseline_server.process.pid),
+        Server("bento", served.url, served.process.pid),
+    ]
+    return servers, payloads_for(saved.schema, saved.holdout)
 
 
-def run(args: argparse.Namespace, workdir: Path) -> None:
-    servers, processes, payloads, _ = start_servers(workdir, args.service_dir)
+def run(args: argparse.Namespace, workdir: Path) -> int:
     results: list[Measurement] = []
-    try:
-        for process in processes:
-            process.wait_ready()
+    with ExitStack() as stack:
+        servers, payloads = start_servers(workdir, args.service_dir, stack)
         check_same_answers(servers, payloads[100][0])
         for repeat in range(args.repeats):
             for rows, concurrency in SCENARIOS:
@@ -302,24 +322,19 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
                         flush=True,
                     )
                     results.append(m)
-    finally:
-        for process in processes:
-            process.stop()
     ratios = report(results)
     print(f"load average at the end {os.getloadavg()[0]:.1f} (other work on the machine skews both sides)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"serving-{time.strftime('%Y%m%d-%H%M%S')}.json"
     document = {
         "args": {key: str(value) for key, value in vars(args).items()},
         "cpus": os.cpu_count(),
         "measurements": [{**asdict(m), "throughput": m.throughput} for m in results],
         "ratios": ratios,
     }
-    out.write_text(json.dumps(document, indent=2))
-    print(f"saved {out.relative_to(PROJECT_ROOT)}")
+    print(f"saved {common.save_results(args.results, 'serving', document)}")
+    return common.verdict(targets(ratios), smoke=args.smoke)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per scenario and side")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each measurement")
@@ -327,24 +342,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s per scenario and side, 1 s warm-up")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the model store and the servers' logs here")
     parser.add_argument("--service-dir", type=Path, default=PROJECT_ROOT / "bentos" / "predictor", help="the bento")
+    common.add_standard_arguments(parser, "1 s per scenario and side after 0.5 s of warm-up")
     parser.add_argument("--baseline-child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--tag", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.baseline_child:
         _baseline_child(args)
-        return
+        return 0
     if args.quick:
         args.seconds, args.warmup = 3.0, 1.0
+    if args.smoke:
+        args.seconds, args.warmup, args.repeats = 1.0, 0.5, 1
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-serving-"))
     try:
-        run(args, workdir)
+        return run(args, workdir)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(PROJECT_ROOT))  # the serving tests' model
-    main()
+    raise SystemExit(main())
