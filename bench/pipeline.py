@@ -193,6 +193,7 @@ def _dagster_child(args: argparse.Namespace) -> dict:
 
     from mlplatform import cli, definitions, summary
     from mlplatform.resources.artifacts import ArtifactIOManager
+    from mlplatform.settings import Settings
 
     imported = time.time()
     probes: list[tuple[str, float, float]] = []
@@ -205,7 +206,7 @@ def _dagster_child(args: argparse.Namespace) -> dict:
     with dg.DagsterInstance.get() as instance:
         opened = time.time()
         result = dg.execute_job(
-            dg.reconstructable(definitions.materialize_all_job),
+            definitions.reconstructable_job(definitions.MATERIALIZE_ALL, Settings.from_env()),
             instance=instance,
             run_config=definitions.run_config(args.spec, progress=True),
             tags={"mlplatform/spec": str(args.spec), "mlplatform/launched_by": "bench/pipeline.py"},
@@ -213,7 +214,7 @@ def _dagster_child(args: argparse.Namespace) -> dict:
         returned = time.time()
         if not result.success:
             raise SystemExit(f"run {result.run_id} failed: {summary.failures(result)}")
-        print(summary.render(instance, [result.run_id], []))
+        print(summary.render(instance, Settings.from_env(), [result.run_id], []))
         summarized = time.time()
     marks = {"imported": imported, "opened": opened, "returned": returned, "summarized": summarized}
     return {**marks, "finished": time.time(), "run_id": result.run_id, "probes": probes}

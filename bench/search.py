@@ -90,7 +90,7 @@ def _prepare_child(args: argparse.Namespace) -> dict:
 
     candidate_models = dg.AssetSelection.assets("candidate_models")
     upstream = (candidate_models.upstream() - candidate_models).required_multi_asset_neighbors()
-    upstream = upstream.resolve(definitions.defs.resolve_asset_graph())
+    upstream = upstream.resolve(definitions.defs().resolve_asset_graph())
     clock = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         _execute(instance, args.spec, sorted(upstream))
@@ -103,7 +103,7 @@ def _dagster_child(args: argparse.Namespace) -> dict:
     import dagster as dg
     import joblib
 
-    from mlplatform import definitions  # noqa: F401  (the Definitions are built here, inside the import time)
+    from mlplatform import definitions  # noqa: F401  (imports what building the Definitions needs)
     from mlplatform.settings import Settings
 
     imported = time.perf_counter()
@@ -139,9 +139,10 @@ def _execute(instance, spec: Path, assets: list):
     import dagster as dg
 
     from mlplatform import definitions
+    from mlplatform.settings import Settings
 
     result = dg.execute_job(
-        dg.reconstructable(definitions.materialize_all_job),
+        definitions.reconstructable_job(definitions.MATERIALIZE_ALL, Settings.from_env()),
         instance=instance,
         run_config=definitions.run_config(spec),
         tags={"mlplatform/launched_by": "bench/search.py"},

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from mlplatform import cli_models, cli_serving
-from mlplatform.lib.spec import SpecError, default_spec_path, load_spec
+from mlplatform.lib.spec import SpecError, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Exit codes, so a script or a scheduler can tell a rejected batch from a crash and a lost gate from both.
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command in ("models", "promote", "rollback", "reproduce", "serve"):
-            _environment(args.home, args.spec)
+            args.settings = _settings(args.home, args.spec)
         return handlers[args.command](args)
     except Exception as exc:
         if not isinstance(exc, _refusals()):
@@ -124,25 +124,26 @@ def _check_spec(args: argparse.Namespace) -> int:
     return 0
 
 
-def _environment(home: Path | None, spec: Path | None) -> None:
-    """Point this process (and what it starts) at one home folder; the settings module reads these."""
-    if home is not None:
-        os.environ["MLPLATFORM_HOME"] = str(home.resolve())
-    if spec is not None:
-        os.environ["MLPLATFORM_SPEC"] = str(spec.resolve())
+def _settings(home: Path | None, spec: Path | None):
+    """The settings for a command (its ``--home`` and ``--spec`` over the environment's), with the Dagster
+    instance's folder holding the project's dagster.yaml."""
     from mlplatform.settings import Settings
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(home=home, spec_path=spec)
     dagster_home = settings.dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
     template = instance_config()
     installed = dagster_home / "dagster.yaml"
     if not installed.exists() or installed.read_bytes() != template.read_bytes():
         shutil.copyfile(template, installed)
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    # `bentoml build/serve` started from here use the same model store as the registry; no usage tracking.
-    os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    return settings
+
+
+def instance(settings):
+    """The project's Dagster instance: SQLite under the home folder, configured by its dagster.yaml."""
+    import dagster as dg
+
+    return dg.DagsterInstance.from_config(str(settings.dagster_home))
 
 
 def instance_config() -> Path:
@@ -153,9 +154,9 @@ def instance_config() -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    spec_path = (args.spec or Path(os.environ.get("MLPLATFORM_SPEC") or default_spec_path())).resolve()
+    settings = _settings(args.home, args.spec)
+    spec_path = settings.spec_path
     spec = load_spec(spec_path)  # a malformed spec stops here, before anything starts
-    _environment(args.home, spec_path)
 
     import dagster as dg
     from upath import UPath
@@ -163,26 +164,25 @@ def _run(args: argparse.Namespace) -> int:
     from mlplatform import definitions, summary
     from mlplatform.lib import batches, ingest
     from mlplatform.resources import ModelRegistry
-    from mlplatform.settings import Settings
 
     run_config = definitions.run_config(spec_path, progress=True)
     tags = {"mlplatform/spec": str(spec_path), "mlplatform/launched_by": "cli"}
 
-    def execute(job, what: str, batch: dict[str, str] | None = None) -> dg.ExecuteJobResult:
+    def execute(name: str, what: str, batch: dict[str, str] | None = None) -> dg.ExecuteJobResult:
         print(f"mlplatform: {what}", flush=True)
         config, run_tags = run_config, tags
         if batch:  # the ingest run names its file in its config, and the batch in its tags (the UI filters by them)
             config = {**run_config, "ops": {"raw_batch": {"config": {"file": batch["file"]}}}}
             run_tags = {**tags, "mlplatform/batch": batch["batch_id"], "mlplatform/file": batch["file"]}
-        return dg.execute_job(dg.reconstructable(job), instance=instance, run_config=config, tags=run_tags)
+        job = definitions.reconstructable_job(name, settings)
+        return dg.execute_job(job, instance=project_instance, run_config=config, tags=run_tags)
 
-    with dg.DagsterInstance.get() as instance:
+    with instance(settings) as project_instance:
         try:
             files = ingest.list_files(spec) if spec.source.kind in ("file", "s3") else None
         except ingest.IngestionError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        settings = Settings.from_env()
         ledger = batches.BatchLedger(UPath(settings.artifact_root) / "batches")
         # Ingest first: a snapshot is read once; each new file of a folder is validated in a run of its own.
         run_ids, rejected = [], []
@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         for arrival in arrivals:
             what = f"validating {arrival.name}" if arrival else f"validating the batch from {spec.source.uri}"
             batch = {"file": arrival.path, "batch_id": arrival.batch_id} if arrival else {}
-            result = execute(definitions.ingest_batch_job, what, batch)
+            result = execute(definitions.INGEST_BATCH, what, batch)
             outcome = summary.outcome(result)
             if outcome == summary.FAILED:
                 return _failed(result, summary)
@@ -201,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
             run_ids.append(result.run_id)
         if not run_ids and not rejected:
             print(f"mlplatform: no new batch in {spec.source.uri}", flush=True)
-        accepted = summary.latest_metadata(instance, "accepted_data")
+        accepted = summary.latest_metadata(project_instance, "accepted_data")
         if not accepted:
             print("error: no batch has been accepted, so there is nothing to train on", file=sys.stderr)
             return EXIT_REJECTED if rejected else EXIT_FAILED
@@ -211,15 +211,15 @@ def _run(args: argparse.Namespace) -> int:
         existing = models.for_project(spec.name).trained_on(str(accepted["data_version"]), spec)
         if existing is not None:
             print()
-            print(summary.render_nothing_new(instance, existing.tag, rejected))
+            print(summary.render_nothing_new(project_instance, settings, existing.tag, rejected))
             return EXIT_REJECTED if rejected else EXIT_DONE
-        result = execute(definitions.train_and_evaluate_job, "training and evaluating on the accepted data")
+        result = execute(definitions.TRAIN_AND_EVALUATE, "training and evaluating on the accepted data")
         run_ids.append(result.run_id)
         outcome = summary.outcome(result)
         if outcome == summary.FAILED:
             return _failed(result, summary)
         print()
-        print(summary.render(instance, run_ids, rejected))
+        print(summary.render(project_instance, settings, run_ids, rejected))
         if rejected:
             return EXIT_REJECTED
         return EXIT_KEPT_CHAMPION if outcome == summary.KEPT_CHAMPION else EXIT_DONE
@@ -233,14 +233,16 @@ def _failed(result, summary) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    _environment(args.home, args.spec)
-    from mlplatform.settings import Settings
-
-    settings = Settings.from_env()
+    settings = _settings(args.home, args.spec)
     # Dagster starts in DAGSTER_HOME so that the dagster.yaml it finds in its current folder is the instance's
     # own (a copy of the project's): started in a checkout, it warns that the checkout's copy "will not be
-    # used". The code location then resolves no path against that folder: home and spec are made absolute.
-    os.environ["MLPLATFORM_HOME"], os.environ["MLPLATFORM_SPEC"] = str(settings.home), str(settings.spec_path)
+    # used". Its processes read the settings from their environment: home and spec, absolute, go there.
+    environ = {
+        **os.environ,
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "MLPLATFORM_HOME": str(settings.home),
+        "MLPLATFORM_SPEC": str(settings.spec_path),
+    }
     workspace = PROJECT_ROOT / "workspace.yaml"
     target = ["-w", str(workspace)] if workspace.is_file() else ["-m", "mlplatform.definitions"]
     # `dg dev`, not `dagster dev` (superseded in Dagster 1.13, and it says so on every start).
@@ -251,7 +253,7 @@ def _dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.chdir(settings.dagster_home)
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, environ)
     return 0  # not reached: execv replaces this process
 
 

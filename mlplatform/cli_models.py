@@ -29,15 +29,15 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     return {"models": _models, "promote": _promote, "rollback": _rollback, "reproduce": _reproduce}
 
 
-def execute(instance, job, run_config: dict, tags: dict[str, str] | None = None) -> bool:
-    """Run one of the Definitions' jobs (a module-level function, so reconstructable) in this process; on
-    failure, print why to stderr."""
+def execute(instance, job: str, settings, run_config: dict, tags: dict[str, str] | None = None) -> bool:
+    """Run one of the Definitions' jobs, by name, for these settings in this process; on failure, print why
+    to stderr."""
     import dagster as dg
 
-    from mlplatform import summary
+    from mlplatform import definitions, summary
 
     result = dg.execute_job(
-        dg.reconstructable(job),
+        definitions.reconstructable_job(job, settings),
         instance=instance,
         run_config=run_config,
         tags={"mlplatform/launched_by": "cli", **(tags or {})},
@@ -52,9 +52,8 @@ def execute(instance, job, run_config: dict, tags: dict[str, str] | None = None)
 def _registry(args):
     from mlplatform.lib.spec import load_spec
     from mlplatform.resources import ModelRegistry
-    from mlplatform.settings import Settings
 
-    settings = Settings.from_env()
+    settings = args.settings
     spec = load_spec(settings.spec_path)
     return ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root).for_project(
         spec.name
@@ -63,13 +62,12 @@ def _registry(args):
 
 def _models(args: argparse.Namespace) -> int:
     from mlplatform.commands import command
-    from mlplatform.settings import Settings
 
     registry, spec = _registry(args)
     champion = registry.champion()
     versions = registry.versions()
     if not versions:
-        first = command("run", settings=Settings.from_env())
+        first = command("run", settings=args.settings)
         print(f"no model of {spec.name!r} is stored in {registry.bentoml_home}; run `{first}` first")
         return 0
     metric = spec.problem.primary_metric
@@ -101,22 +99,21 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _change_champion(args: argparse.Namespace, change: dict) -> int:
-    import dagster as dg
-
     from mlplatform import definitions, summary
-    from mlplatform.settings import Settings
+    from mlplatform.cli import instance
 
+    settings = args.settings
     if change["tag"]:  # refused here, naming the stored versions: not a failed run to dig into
         _registry(args)[0].version(change["tag"])
-    config = definitions.run_config(Settings.from_env().spec_path, progress=True)
+    config = definitions.run_config(settings.spec_path, progress=True)
     config["ops"] = {
         "champion_model": {"config": {**change, "reason": args.reason, "requested_by": args.by or getpass.getuser()}}
     }
-    with dg.DagsterInstance.get() as instance:
-        if not execute(instance, definitions.promote_model_job, config):
+    with instance(settings) as project_instance:
+        if not execute(project_instance, definitions.PROMOTE_MODEL, settings, config):
             return 1
-        done = summary.latest_metadata(instance, "champion_model")
-        served = summary.serving_lines(instance)
+        done = summary.latest_metadata(project_instance, "champion_model")
+        served = summary.serving_lines(project_instance, settings)
     print(f"champion is now {done['tag']} (was {done['previous'] or 'none'}): {done['kind']} by {done['by']}")
     print(f"  reason: {done['reason']}")
     print(served, end="")
@@ -124,21 +121,21 @@ def _change_champion(args: argparse.Namespace, change: dict) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from mlplatform import definitions, summary
-    from mlplatform.settings import Settings
+    from mlplatform.cli import instance
 
+    settings = args.settings
     registry, spec = _registry(args)
     original = registry.version(args.tag)
     data_version = original.data_version
-    config = definitions.run_config(Settings.from_env().spec_path, progress=True)
+    config = definitions.run_config(settings.spec_path, progress=True)
     config["ops"] = {"cleaned_data": {"config": {"data_version": data_version}}}
     print(f"mlplatform: retraining {spec.name!r} at data version {data_version} to reproduce {original.tag}")
-    with dg.DagsterInstance.get() as instance:
-        if not execute(instance, definitions.reproduce_model_job, config, {"mlplatform/reproduces": original.tag}):
+    with instance(settings) as project_instance:
+        tags = {"mlplatform/reproduces": original.tag}
+        if not execute(project_instance, definitions.REPRODUCE_MODEL, settings, config, tags):
             return 1
-        tag = summary.latest_metadata(instance, "challenger_model")["tag"]
+        tag = summary.latest_metadata(project_instance, "challenger_model")["tag"]
     again = registry.version(tag)
     print(f"\n  original    {original.tag}  code {original.labels.get('code_version')}")
     print(f"  reproduced  {again.tag}  code {again.labels.get('code_version')}")

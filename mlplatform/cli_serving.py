@@ -19,18 +19,17 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     return {"serve": _serve}
 
 
-def _deployment():
+def _deployment(settings):
     from mlplatform.resources import LocalServing
-    from mlplatform.settings import Settings, SettingsError
+    from mlplatform.settings import SettingsError
 
-    settings = Settings.from_env()
     if settings.deploy != "local":
         raise SettingsError(f"MLPLATFORM_DEPLOY={settings.deploy}: there is no local deployment to manage")
     return LocalServing.for_settings(settings).deployment()
 
 
 def _serve(args: argparse.Namespace) -> int:
-    deployment = _deployment()
+    deployment = _deployment(args.settings)
     if args.status or args.stop:
         running = deployment.stop() if args.stop else deployment.current()
         if running is None:
@@ -39,23 +38,21 @@ def _serve(args: argparse.Namespace) -> int:
             verb = "stopped" if args.stop else "serves"
             print(f"{running.url} {verb} {running.model_tag} (bento {running.bento}, pid {running.pid})")
         return 0
-    return _deploy_champion()
+    return _deploy_champion(args.settings)
 
 
-def _deploy_champion() -> int:
-    import dagster as dg
-
+def _deploy_champion(settings) -> int:
     from mlplatform import definitions, summary
+    from mlplatform.cli import instance
     from mlplatform.commands import command
-    from mlplatform.settings import Settings
 
-    with dg.DagsterInstance.get() as instance:
-        if summary.latest_metadata(instance, "champion_model") == {}:
-            first = command("run", settings=Settings.from_env())
+    with instance(settings) as project_instance:
+        if summary.latest_metadata(project_instance, "champion_model") == {}:
+            first = command("run", settings=settings)
             print(f"error: there is no champion to serve yet: run `{first}` first", file=sys.stderr)
             return 2
-        config = definitions.run_config(Settings.from_env().spec_path, progress=True)
-        if not execute(instance, definitions.deploy_champion_job, config):
+        config = definitions.run_config(settings.spec_path, progress=True)
+        if not execute(project_instance, definitions.DEPLOY_CHAMPION, settings, config):
             return 1
-        print(summary.serving_lines(instance), end="")
+        print(summary.serving_lines(project_instance, settings), end="")
     return 0

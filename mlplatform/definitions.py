@@ -137,29 +137,21 @@ def run_config(spec_path: Path, *, progress: bool = False) -> dict:
     return config
 
 
-defs = build_definitions(Settings.from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location that `dg dev`, the webserver and the daemon load: the graph for this process's settings,
+    built when Dagster asks for it, not when the module is imported."""
+    return build_definitions(Settings.from_env())
 
 
-def materialize_all_job() -> dg.JobDefinition:
-    """The whole graph as a job that another process can rebuild (for ``dagster.execute_job``)."""
-    return defs.resolve_job_def(MATERIALIZE_ALL)
+def job(name: str, home: str, spec_path: str) -> dg.JobDefinition:
+    """One of the jobs, for a command's settings, rebuilt in whichever process runs it: the home and spec the
+    command was given travel as arguments; the rest of the settings is the environment the processes share."""
+    return build_definitions(Settings.from_env(home=home, spec_path=spec_path)).resolve_job_def(name)
 
 
-def ingest_batch_job() -> dg.JobDefinition:
-    return defs.resolve_job_def(INGEST_BATCH)
-
-
-def train_and_evaluate_job() -> dg.JobDefinition:
-    return defs.resolve_job_def(TRAIN_AND_EVALUATE)
-
-
-def promote_model_job() -> dg.JobDefinition:
-    return defs.resolve_job_def(PROMOTE_MODEL)
-
-
-def reproduce_model_job() -> dg.JobDefinition:
-    return defs.resolve_job_def(REPRODUCE_MODEL)
-
-
-def deploy_champion_job() -> dg.JobDefinition:
-    return defs.resolve_job_def(DEPLOY_CHAMPION)
+def reconstructable_job(name: str, settings: Settings):
+    """The job ``name`` for these settings, as ``dagster.execute_job`` runs it (and rebuilds it in each step's
+    process under the multiprocess executor)."""
+    arguments = {"name": name, "home": str(settings.home), "spec_path": str(settings.spec_path)}
+    return dg.build_reconstructable_job(__name__, "job", reconstructable_kwargs=arguments)

@@ -58,7 +58,15 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)  # the local deployment's token, when given
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+    def from_env(
+        cls,
+        environ: Mapping[str, str] = os.environ,
+        *,
+        home: str | Path | None = None,
+        spec_path: str | Path | None = None,
+    ) -> Settings:
+        """The settings the environment gives; ``home`` and ``spec_path`` (a command's ``--home`` and ``--spec``)
+        take the place of MLPLATFORM_HOME and MLPLATFORM_SPEC."""
         env = environ.get("MLPLATFORM_ENV", "local")
         if env not in ("local", "cloud"):
             raise SettingsError(f"MLPLATFORM_ENV={env!r}: use 'local' or 'cloud'")
@@ -76,8 +84,8 @@ class Settings:
             raise SettingsError(f"MLPLATFORM_SERVE_PORT={port!r}: use a TCP port number (1-65535)")
         return cls(
             env=env,
-            home=Path(environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser().resolve(),
-            spec_path=Path(environ.get("MLPLATFORM_SPEC") or default_spec_path()).expanduser().resolve(),
+            home=Path(home or environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser().resolve(),
+            spec_path=Path(spec_path or environ.get("MLPLATFORM_SPEC") or default_spec_path()).expanduser().resolve(),
             executor=executor,
             bucket=bucket,
             prefix=environ.get("MLPLATFORM_PREFIX", "mlplatform").strip("/"),

@@ -18,13 +18,12 @@ def latest_metadata(instance: dg.DagsterInstance, key: str) -> dict:
     return {name: getattr(value, "value", value) for name, value in event.asset_materialization.metadata.items()}
 
 
-def render(instance: dg.DagsterInstance, run_ids: list[str], rejected: list[str]) -> str:
+def render(instance: dg.DagsterInstance, settings: Settings, run_ids: list[str], rejected: list[str]) -> str:
     """The state of the project after these runs, from the instance's latest materializations."""
     raw, accepted = latest_metadata(instance, "raw_batch"), latest_metadata(instance, "accepted_data")
     cleaned = latest_metadata(instance, "cleaned_data")
     training, holdout = latest_metadata(instance, "training_data"), latest_metadata(instance, "holdout_data")
     model, report = latest_metadata(instance, "trained_model"), latest_metadata(instance, "evaluation_report")
-    settings = Settings.from_env()
     primary = report["primary_metric"]
     marker = {f"holdout_{primary}": "   <- optimised"}
     metric_lines = "\n".join(
@@ -52,18 +51,18 @@ def render(instance: dg.DagsterInstance, run_ids: list[str], rejected: list[str]
 {metric_lines}
   report        {report["report_path"]}
   registry      {registry_lines}
-{serving_lines(instance)}  artifacts     {settings.artifact_root}
+{serving_lines(instance, settings)}  artifacts     {settings.artifact_root}
   instance      {instance.root_directory}
 
 Open the UI on this instance:  {command("dev", settings=settings)}     (then http://127.0.0.1:3000)"""
 
 
-def serving_lines(instance: dg.DagsterInstance) -> str:
+def serving_lines(instance: dg.DagsterInstance, settings: Settings) -> str:
     """Where the champion is served and shipped, when the graph has those assets."""
     lines = []
     served = latest_metadata(instance, "local_deployment")
     if served and not deployment.is_alive(deployment.RunningServer(**served["server"])):
-        again = command("serve", settings=Settings.from_env())
+        again = command("serve", settings=settings)
         lines.append(f"  serving       stopped (it served {served['model_tag']}): `{again}` starts it again")
     elif served:
         token = served["token"]
@@ -148,7 +147,7 @@ def _error_chain(error) -> list[str]:
     return names
 
 
-def render_nothing_new(instance: dg.DagsterInstance, existing: str, rejected: list[str]) -> str:
+def render_nothing_new(instance: dg.DagsterInstance, settings: Settings, existing: str, rejected: list[str]) -> str:
     """What ``mlplatform run`` prints when the accepted data, the spec and the code already made a model."""
     accepted, champion = latest_metadata(instance, "accepted_data"), latest_metadata(instance, "champion_model")
     lines = [
@@ -162,7 +161,7 @@ def render_nothing_new(instance: dg.DagsterInstance, existing: str, rejected: li
         lines.append(f"  quality       {len(rejected)} batch(es) REJECTED:")
         lines += [f"    {part}" for line in rejected for part in line.splitlines()]
     lines.append(f"  champion      {champion.get('tag', '(none)')}")
-    return "\n".join(lines) + "\n" + serving_lines(instance)
+    return "\n".join(lines) + "\n" + serving_lines(instance, settings)
 
 
 def failures(result) -> list[str]:

@@ -38,7 +38,7 @@ def write_spec(folder: Path, candidates: dict) -> Path:
 
 
 def environment(home: Path, spec: Path, **settings: str) -> dict[str, str]:
-    """What `mlplatform run --home` gives its process (see cli._environment), for scripts of our own."""
+    """The settings `mlplatform run --home` uses, as environment values, for scripts of our own."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_", "BENTOML_"))}
     return environ | {
         "MLPLATFORM_HOME": str(home),
@@ -146,11 +146,12 @@ import sys
 import dagster as dg
 
 from mlplatform import definitions
+from mlplatform.settings import Settings
 
 with dg.DagsterInstance.get() as instance:
     parent = instance.get_run_by_id(sys.argv[1])
     result = dg.execute_job(
-        dg.reconstructable(definitions.train_and_evaluate_job),
+        definitions.reconstructable_job(definitions.TRAIN_AND_EVALUATE, Settings.from_env()),
         instance=instance,
         run_config=parent.run_config,
         tags={**parent.tags, "mlplatform/launched_by": "pytest"},

@@ -44,7 +44,7 @@ def graph(settings: Settings) -> dg.Definitions:
 def test_the_shipped_module_loads() -> None:
     from mlplatform.definitions import defs
 
-    defs.validate_loadable(defs)
+    dg.Definitions.validate_loadable(defs())
 
 
 def test_lineage(graph: dg.Definitions) -> None:
