@@ -164,8 +164,10 @@ with dg.DagsterInstance.get() as instance:
 
 @pytest.mark.slow
 def test_a_run_killed_mid_step_is_re_executed_from_the_failure_leaving_nothing_half_written(tmp_path: Path) -> None:
-    # One trial is five folds of 300 trees: seconds, whatever the machine's load, so the kill lands inside it.
-    slow = {"estimator": "random_forest", "trials": 3, "params": {"n_estimators": 300}}
+    # Each fit is 2,000 trees on one thread (about 2 s here, idle): the step lasts over ten seconds whatever the
+    # machine's load, so a kill a second after it starts lands inside it. (300 trees finished within that
+    # second on an idle machine, and the test then found the step done.)
+    slow = {"estimator": "random_forest", "trials": 2, "params": {"n_estimators": 2000}}
     spec = write_spec(tmp_path, {"quick": {"estimator": "logistic_regression", "trials": 1}, "slow": slow})
     home = tmp_path / "state"
     environ = environment(home, spec)

@@ -160,6 +160,8 @@ def _tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recipe = CATALOGUE[spec.problem.task][candidate.estimator]
     space = candidate.search if candidate.search is not None else recipe.space
+    # A parameter the spec fixes is not searched: the default space would otherwise override it in every trial.
+    space = {key: bounds for key, bounds in space.items() if key not in candidate.params}
     seed = spec.training.seed
     folds_type = StratifiedKFold if spec.problem.task == "classification" else KFold
     folds = list(folds_type(n_splits=spec.training.cv_folds, shuffle=True, random_state=seed).split(features, target))

@@ -83,6 +83,16 @@ def test_fixed_params_and_a_custom_space(spec) -> None:
     assert tuned.estimator.get_params()["max_depth"] == 1
 
 
+def test_a_fixed_param_is_not_searched_in_the_default_space(spec) -> None:
+    features, target = xor()
+    candidate = Candidate(estimator="random_forest", params={"n_estimators": 7}, trials=3)
+
+    tuned = candidates.tune("seven_trees", candidate, features, target, spec)
+
+    assert tuned.best_params["n_estimators"] == 7  # the default space searches 50..300 trees
+    assert len(tuned.estimator.estimators_) == 7
+
+
 def test_a_fit_that_fails_raises_with_the_candidate_never_a_score(spec) -> None:
     features, target = xor()
     broken = Candidate(estimator="logistic_regression", params={"solver": "no-such-solver"}, trials=1)
