@@ -18,6 +18,7 @@ from mlplatform.lib import evaluation, features
 from mlplatform.lib.registry import Registry
 from mlplatform.lib.spec import load_spec
 from mlplatform.settings import Settings
+from mlplatform_tests.defs.test_models import gate
 
 # Full-depth trees: they memorise the rows they are fitted on, the overfitting that more data cures.
 FOREST = {"forest": {"estimator": "random_forest", "trials": 1, "params": {"n_estimators": 50}, "search": {}}}
@@ -28,16 +29,6 @@ def noisy_nonlinear(rows: int, seed: int) -> pd.DataFrame:
     x1, x2, x3 = (rng.uniform(0, 10, rows) for _ in range(3))
     y = 10 * np.sin(x1) + (x2 - 5) ** 2 / 2 + rng.normal(0, 3, rows)
     return pd.DataFrame({"x1": x1, "x2": x2, "x3": x3, "y": y}).round(3)
-
-
-def gate_evaluation(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
-    [evaluation_] = [
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.check_name == "challenger_beats_champion"
-    ]
-    return evaluation_
 
 
 def challenger_tag(result: dg.ExecuteInProcessResult) -> str:
@@ -92,7 +83,7 @@ def test_a_challenger_trained_on_more_data_wins_on_rows_the_champion_never_saw(t
     assert len(challenger_ids) > len(champion_ids)
     assert not np.isin(holdout_ids, champion_ids).any() and not np.isin(holdout_ids, challenger_ids).any()
 
-    verdict = gate_evaluation(after)
+    verdict = gate(after)
     assert verdict.passed
     rows = {name: verdict.metadata[name].value for name in ("holdout_rows", "compared_rows")}
     assert rows == {"holdout_rows": len(holdout), "compared_rows": len(holdout)}
