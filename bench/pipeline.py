@@ -45,22 +45,15 @@ from bench.common import FIXED_TRAINING, Target
 
 # Everything the plain side calls, imported by both children before their imports are stamped done (the Dagster
 # side's Definitions import the same modules).
-from mlplatform.lib import (
-    batches,
-    candidates,
-    cleaning,
-    evaluation,
-    feature_quality,
-    features,
-    ingest,
-    promotion,
-    quality,
-    registry,
-    training,
-)
-from mlplatform.lib.registry import Registry
+from mlplatform.lib.data import batches, cleaning, ingest
+from mlplatform.lib.evaluation import evaluation
+from mlplatform.lib.features import features
+from mlplatform.lib.quality import feature_quality, quality
+from mlplatform.lib.registry import promotion, registry
+from mlplatform.lib.registry.registry import Registry
 from mlplatform.lib.spec import load_spec
 from mlplatform.lib.storage import write_atomically
+from mlplatform.lib.training import candidates, training
 
 TARGET_ROWS, TARGET_RATIO = 1_000_000, 1.10  # issue #2: Dagster ÷ plain, best wall, at 1,000,000 rows
 

@@ -33,8 +33,8 @@ import pandas as pd
 
 from bench import common
 from bench.common import Target, seconds
-from mlplatform.lib import quality
-from mlplatform.lib.quality import NUMERIC_TYPES, Rule
+from mlplatform.lib.quality import quality
+from mlplatform.lib.quality.quality import NUMERIC_TYPES, Rule
 
 MEASUREMENTS = [f"m{i}" for i in range(6)]
 CATEGORIES = {"kind": ["a", "b", "c"], "site": ["north", "south", "east", "west"], "sex": ["female", "male"]}
@@ -264,7 +264,9 @@ def synthetic_suites(rows: int, repeats: int, workdir: Path) -> list[dict]:
 def real_suites(rows: int, repeats: int, workdir: Path) -> list[dict]:
     """The suites the pipeline runs, on ``rows`` synthetic penguins, built as the checks build them; then the
     whole features check, timed against the same check transforming every row (what it did before)."""
-    from mlplatform.lib import cleaning, feature_quality, features, synthetic
+    from mlplatform.lib.data import cleaning, synthetic
+    from mlplatform.lib.features import features
+    from mlplatform.lib.quality import feature_quality
     from mlplatform.lib.spec import default_spec_path, load_spec
 
     spec = load_spec(default_spec_path())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlplatform.commands import command
-from mlplatform.lib import deployment
+from mlplatform.lib.serving import deployment
 from mlplatform.settings import Settings
 
 GATE = "challenger_beats_champion"

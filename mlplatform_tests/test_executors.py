@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlplatform.lib.registry import Registry
+from mlplatform.lib.registry.registry import Registry
 from mlplatform_tests.conftest import EXAMPLE_CSV
 from mlplatform_tests.test_cli import mlplatform
 

@@ -20,8 +20,11 @@ FROM_THE_WHEEL = textwrap.dedent(
     import pandas as pd
 
     import mlplatform
-    from mlplatform.lib import bento, candidates, features, registry, training
-    from mlplatform.lib.cleaning import clean
+    from mlplatform.lib.serving import bento
+    from mlplatform.lib.training import candidates, training
+    from mlplatform.lib.features import features
+    from mlplatform.lib.registry import registry
+    from mlplatform.lib.data.cleaning import clean
     from mlplatform.lib.project_files import project_file
     from mlplatform.lib.spec import default_spec_path, load_spec
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlplatform.lib import images
-from mlplatform.lib.deployment import LocalDeployment
+from mlplatform.lib.serving import images
+from mlplatform.lib.serving.deployment import LocalDeployment
 from mlplatform.settings import API_TOKEN, Settings
 
 

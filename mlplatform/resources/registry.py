@@ -1,10 +1,10 @@
-"""The model registry as a resource: BentoML's model store and the champion pointer (mlplatform.lib.registry)."""
+"""The model registry as a resource: BentoML's model store and the champion pointer (``mlplatform.lib.registry``)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from mlplatform.lib.registry import Registry
+from mlplatform.lib.registry.registry import Registry
 
 
 class ModelRegistry(dg.ConfigurableResource):

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from mlplatform.definitions import PROMOTE_MODEL, REPRODUCTION, build_definitions
-from mlplatform.lib.deployment import LocalDeployment
+from mlplatform.lib.serving.deployment import LocalDeployment
 from mlplatform.resources import LocalServing
 from mlplatform.settings import Settings
 from mlplatform_tests.defs.test_models import STRONG, WEAK, Project, materialized, metadata

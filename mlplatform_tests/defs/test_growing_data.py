@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
-from mlplatform.lib import evaluation, features
-from mlplatform.lib.registry import Registry
+from mlplatform.lib.evaluation import evaluation
+from mlplatform.lib.features import features
+from mlplatform.lib.registry.registry import Registry
 from mlplatform.lib.spec import load_spec
 from mlplatform.settings import Settings
 

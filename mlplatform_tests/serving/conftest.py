@@ -12,8 +12,8 @@ from types import ModuleType
 
 import pytest
 
-from mlplatform.lib import bento
 from mlplatform.lib.project_files import project_file
+from mlplatform.lib.serving import bento
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.models import SavedModel, save_penguins_model
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlplatform.lib import features, registry
-from mlplatform.lib.cleaning import clean
+from mlplatform.lib.data.cleaning import clean
+from mlplatform.lib.features import features
+from mlplatform.lib.registry import registry
 from mlplatform.lib.spec import default_spec_path, load_spec
-from mlplatform.lib.training import TrainedModel
+from mlplatform.lib.training.training import TrainedModel
 from mlplatform_tests.models import fitted
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from mlplatform.lib import images
-from mlplatform.lib.serving import request_rows
+from mlplatform.lib.serving import images
+from mlplatform.lib.serving.serving import request_rows
 from mlplatform_tests.cluster import local_cluster, local_cluster_script
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.conftest import TOKEN

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 import dagster as dg
 import pandas as pd
 
-from mlplatform.lib import bento, serving
-from mlplatform.lib.deployment import RunningServer
-from mlplatform.lib.images import Image
-from mlplatform.lib.registry import Promotion
+from mlplatform.lib.registry.registry import Promotion
+from mlplatform.lib.serving import bento, serving
+from mlplatform.lib.serving.deployment import RunningServer
+from mlplatform.lib.serving.images import Image
 from mlplatform.resources import ImageRegistry, LocalServing, ModelRegistry
 
 

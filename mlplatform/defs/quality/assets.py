@@ -2,7 +2,7 @@ import dagster as dg
 import pandas as pd
 
 from mlplatform.defs.data.batches import ledger
-from mlplatform.lib import quality
+from mlplatform.lib.quality import quality
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
 

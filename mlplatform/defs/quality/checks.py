@@ -5,7 +5,7 @@ from sklearn.compose import ColumnTransformer
 from mlplatform.defs.data.assets import raw_batch
 from mlplatform.defs.data.batches import batch_of, ledger, local_folder
 from mlplatform.defs.features.assets import feature_pipeline
-from mlplatform.lib import feature_quality, quality
+from mlplatform.lib.quality import feature_quality, quality
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
 
