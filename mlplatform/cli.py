@@ -89,14 +89,14 @@ def _refusals() -> tuple[type[Exception], ...]:
 
 
 def _check_spec(args: argparse.Namespace) -> int:
-    from mlplatform.lib.quality import quality
+    from mlplatform.lib.quality import builders, gx_suites
     from mlplatform.lib.training import candidates
 
     spec = load_spec(args.spec)
     try:
-        expectations = quality.check_expectations(spec)  # imports GX: slower, but a typo fails here
+        expectations = gx_suites.check_expectations(spec)  # imports GX: slower, but a typo fails here
         candidates.candidates(spec)  # an estimator the catalogue lacks fails here too
-    except (quality.QualityError, candidates.CandidateError) as exc:
+    except (builders.QualityError, candidates.CandidateError) as exc:
         print(f"error: {args.spec}: {exc}", file=sys.stderr)
         return 2
     problem, profile = spec.problem, spec.quality.profile

@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 
 from mlplatform.lib.features.features import feature_columns
-from mlplatform.lib.quality import leakage, quality
+from mlplatform.lib.quality import builders, gx_suites, leakage, outcomes
 from mlplatform.lib.spec import ProjectSpec
 
 SAMPLE_ROWS = 20_000  # per split
@@ -34,26 +34,28 @@ def validate_features(
     spec: ProjectSpec,
     docs_dir: Path | None = None,
     sample_rows: int = SAMPLE_ROWS,
-) -> quality.QualityReport:
+) -> outcomes.QualityReport:
     """One report for the three suites: transformed features (a sample, or every row if the sample fails),
     numeric model inputs, training target; and the leakage scan's warnings. ``extra["features_checked_rows"]``
     says how many rows the first saw, ``extra["leakage"]`` what the scan found."""
     started = time.perf_counter()
     target = spec.problem.target
-    rules = quality.feature_rules([str(name) for name in pipeline.get_feature_names_out()])
+    rules = builders.feature_rules([str(name) for name in pipeline.get_feature_names_out()])
     sampled = transform(pipeline, [sample(training, sample_rows), sample(holdout, sample_rows)])
-    transformed = quality.validate(sampled, rules, "features")
+    transformed = gx_suites.validate(sampled, rules, "features")
     if not transformed.passed:
-        transformed = quality.validate(transform(pipeline, [training, holdout]), rules, "features", docs_dir)
+        transformed = gx_suites.validate(transform(pipeline, [training, holdout]), rules, "features", docs_dir)
     numeric, _ = feature_columns(training[list(pipeline.feature_names_in_)], spec)
     inputs = pd.concat([training[numeric], holdout[numeric]], ignore_index=True)
     reports = [
         transformed,
-        quality.validate(inputs, quality.finite_rules(numeric), "feature_inputs"),
-        quality.validate(training[[target]], quality.feature_rules([], target, spec.problem.task), "training_target"),
+        gx_suites.validate(inputs, builders.finite_rules(numeric), "feature_inputs"),
+        gx_suites.validate(
+            training[[target]], builders.feature_rules([], target, spec.problem.task), "training_target"
+        ),
     ]
     leaks = leakage.scan(training, spec, list(pipeline.feature_names_in_))
-    return quality.QualityReport(
+    return outcomes.QualityReport(
         suite="features",
         rows=len(training) + len(holdout),
         outcomes=[outcome for report in reports for outcome in report.outcomes] + leakage_outcomes(leaks),
@@ -63,19 +65,19 @@ def validate_features(
     )
 
 
-def leakage_outcomes(scan: leakage.LeakageScan) -> list[quality.Outcome]:
+def leakage_outcomes(scan: leakage.LeakageScan) -> list[outcomes.Outcome]:
     """One warning per input column that alone predicts the target at or above the threshold, its score shown."""
-    outcomes = []
+    found = []
     for feature, score in scan.scores.items():
-        rule = quality.Rule(
+        rule = builders.Rule(
             "single_feature_does_not_predict_the_target",
             {"column": feature, "metric": scan.metric, "below": scan.threshold},
             "warn",
             f"leakage scan ({scan.rows} training rows, {leakage.FOLDS}-fold)",
         )
         shown = (f"{scan.metric} {score:.4f} alone",)
-        outcomes.append(quality.Outcome(rule, score < scan.threshold, observed=round(score, 4), sample=shown))
-    return outcomes
+        found.append(outcomes.Outcome(rule, score < scan.threshold, observed=round(score, 4), sample=shown))
+    return found
 
 
 def sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> pd.DataFrame:

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.lib.quality import quality
-from mlplatform.lib.quality.quality import BOOLEAN_TYPES, NUMERIC_TYPES, QualityError, Rule
+from mlplatform.lib.quality import builders, gx_suites, profiling
+from mlplatform.lib.quality.builders import BOOLEAN_TYPES, NUMERIC_TYPES, QualityError, Rule
 
 PENGUIN_COLUMNS = ["species", "island", "bill_length_mm", "sex", "year"]
 
@@ -26,7 +26,7 @@ class TestContractRules:
             quality={"columns": {"island": {}, "sex": {"required": False}}},
         )
 
-        rules = quality.contract_rules(spec, PENGUIN_COLUMNS)
+        rules = builders.contract_rules(spec, PENGUIN_COLUMNS)
 
         exists = [rule.column for rule in rules if rule.expectation == "expect_column_to_exist"]
         assert exists == ["species", "id", "seen_at", "island"]  # a column that need not be there is not asked for
@@ -49,7 +49,7 @@ class TestContractRules:
     ) -> None:
         spec = spec_from(quality={"columns": {"bill_length_mm": {**contract, "severity": "warn"}}})
 
-        [rule] = [r for r in quality.contract_rules(spec, PENGUIN_COLUMNS) if r.column == "bill_length_mm" and
+        [rule] = [r for r in builders.contract_rules(spec, PENGUIN_COLUMNS) if r.column == "bill_length_mm" and
                   r.expectation != "expect_column_to_exist"]  # fmt: skip
 
         assert rule.expectation == expectation
@@ -59,7 +59,7 @@ class TestContractRules:
     def test_a_contract_on_a_column_the_batch_lacks_only_asks_for_the_column(self, spec_from) -> None:
         spec = spec_from(quality={"columns": {"flipper_length_mm": {"type": "number", "min": 100}}})
 
-        rules = [r for r in quality.contract_rules(spec, PENGUIN_COLUMNS) if r.column == "flipper_length_mm"]
+        rules = [r for r in builders.contract_rules(spec, PENGUIN_COLUMNS) if r.column == "flipper_length_mm"]
 
         assert [r.expectation for r in rules] == ["expect_column_to_exist"]
 
@@ -67,7 +67,7 @@ class TestContractRules:
     def test_duplicate_rows_are_limited_unless_any_share_is_allowed(self, spec_from, fraction, mostly) -> None:
         spec = spec_from(quality={"max_duplicate_fraction": fraction, "duplicates_severity": "warn"})
 
-        unique = rules_by(quality.contract_rules(spec, PENGUIN_COLUMNS), "expect_compound_columns_to_be_unique")
+        unique = rules_by(builders.contract_rules(spec, PENGUIN_COLUMNS), "expect_compound_columns_to_be_unique")
 
         if mostly is None:
             assert unique == {}
@@ -78,7 +78,9 @@ class TestContractRules:
     def test_max_unlabeled_fraction_limits_the_targets_nulls_with_a_note(self, spec_from) -> None:
         spec = spec_from(quality={"max_unlabeled_fraction": 0.25})
 
-        rule = rules_by(quality.contract_rules(spec, PENGUIN_COLUMNS), "expect_column_values_to_not_be_null")["species"]
+        rule = rules_by(builders.contract_rules(spec, PENGUIN_COLUMNS), "expect_column_values_to_not_be_null")[
+            "species"
+        ]
 
         assert rule.kwargs == {"column": "species", "mostly": 0.75}
         assert rule.origin == "spec quality.max_unlabeled_fraction" and "unlabeled rows" in rule.note
@@ -99,7 +101,7 @@ class TestLearnProfile:
     def test_each_column_gets_its_kind_range_values_and_null_fraction(self, spec_from) -> None:
         spec = spec_from(problem={"task": "regression", "target": "depth", "drop_columns": ["year"]})
 
-        profile = quality.learn_profile(self.frame(), spec)
+        profile = profiling.learn_profile(self.frame(), spec)
 
         assert profile == {
             "rows": 4,
@@ -114,8 +116,8 @@ class TestLearnProfile:
     def test_a_text_column_with_more_values_than_max_categories_gets_no_value_set(self, spec_from) -> None:
         frame = pd.DataFrame({"name": [f"penguin {i}" for i in range(6)], "y": range(6)})
 
-        few = quality.learn_profile(frame, spec_from(problem={"task": "regression", "target": "y"}))
-        many = quality.learn_profile(
+        few = profiling.learn_profile(frame, spec_from(problem={"task": "regression", "target": "y"}))
+        many = profiling.learn_profile(
             frame, spec_from(problem={"task": "regression", "target": "y"}, quality={"profile": {"max_categories": 5}})
         )
 
@@ -125,7 +127,7 @@ class TestLearnProfile:
     def test_a_column_without_values_has_kind_and_null_fraction_only(self, spec_from) -> None:
         frame = pd.DataFrame({"empty": [np.nan, np.nan], "y": [1.0, 2.0]})
 
-        profile = quality.learn_profile(frame, spec_from(problem={"task": "regression", "target": "y"}))
+        profile = profiling.learn_profile(frame, spec_from(problem={"task": "regression", "target": "y"}))
 
         assert profile["columns"]["empty"] == {"null_fraction": 1.0, "kind": "numeric"}
 
@@ -149,7 +151,7 @@ class TestProfileRules:
         )
 
     def test_ranges_widen_by_the_margin_and_value_sets_keep_the_tolerance(self, spec_from) -> None:
-        rules = quality.profile_rules(self.PROFILE, self.spec(spec_from), ["depth", "cut", "price"], rows=100)
+        rules = builders.profile_rules(self.PROFILE, self.spec(spec_from), ["depth", "cut", "price"], rows=100)
 
         between = rules_by(rules, "expect_column_values_to_be_between")
         assert between["depth"].kwargs == {"column": "depth", "min_value": 48.0, "max_value": 72.0, "mostly": 0.99}
@@ -159,7 +161,7 @@ class TestProfileRules:
         assert "year" not in {rule.column for rule in rules}  # dropped by the spec
 
     def test_null_fractions_allow_the_margin_and_chance_but_not_for_the_target(self, spec_from) -> None:
-        rules = quality.profile_rules(self.PROFILE, self.spec(spec_from), ["depth", "cut", "price", "gone"], rows=100)
+        rules = builders.profile_rules(self.PROFILE, self.spec(spec_from), ["depth", "cut", "price", "gone"], rows=100)
 
         nulls = rules_by(rules, "expect_column_values_to_not_be_null")
         chance = 3 * math.sqrt(0.1 * 0.9 / 100)
@@ -169,7 +171,7 @@ class TestProfileRules:
         assert "gone" not in nulls  # always null so far: any share is allowed
 
     def test_a_column_the_batch_lacks_is_only_asked_for(self, spec_from) -> None:
-        rules = quality.profile_rules(self.PROFILE, self.spec(spec_from), ["price"], rows=100)
+        rules = builders.profile_rules(self.PROFILE, self.spec(spec_from), ["price"], rows=100)
 
         assert [(r.expectation, r.column) for r in rules if r.column == "depth"] == [
             ("expect_column_to_exist", "depth")
@@ -178,7 +180,7 @@ class TestProfileRules:
     def test_the_profiles_own_severity_and_a_strict_tolerance(self, spec_from) -> None:
         spec = self.spec(spec_from, severity="warn", mostly=1.0, range_margin=0.0)
 
-        rules = quality.profile_rules(self.PROFILE, spec, ["depth"], rows=100)
+        rules = builders.profile_rules(self.PROFILE, spec, ["depth"], rows=100)
 
         between = rules_by(rules, "expect_column_values_to_be_between")["depth"]
         assert between.kwargs == {"column": "depth", "min_value": 50.0, "max_value": 70.0}  # no mostly at 1.0
@@ -194,7 +196,7 @@ class TestBatchRules:
             quality={"columns": {"depth": {"min": 0, "max": 100, "severity": "warn"}}},
         )
 
-        rules = quality.batch_rules(spec, ["depth", "price"], self.PROFILE, 10)
+        rules = builders.batch_rules(spec, ["depth", "price"], self.PROFILE, 10)
 
         [between] = [rule for rule in rules if rule.expectation == "expect_column_values_to_be_between"]
         assert (between.origin, between.severity, between.kwargs["max_value"]) == ("spec", "warn", 100)
@@ -205,7 +207,7 @@ class TestBatchRules:
             quality={"columns": {"depth": {}}, "profile": {"severity": "warn"}},
         )
 
-        rules = quality.batch_rules(spec, ["depth", "price"], self.PROFILE, 10)
+        rules = builders.batch_rules(spec, ["depth", "price"], self.PROFILE, 10)
 
         [exists] = [r for r in rules if r.expectation == "expect_column_to_exist" and r.column == "depth"]
         assert exists.origin == "spec" and exists.severity == "error"  # the profile's would only warn
@@ -221,7 +223,7 @@ class TestBatchRules:
         )
         kinds = {"depth": ("numeric", "double"), "note": ("text", "large_string")}
 
-        rules = quality.batch_rules(spec, ["depth", "price", "note"], self.PROFILE, 10, kinds)
+        rules = builders.batch_rules(spec, ["depth", "price", "note"], self.PROFILE, 10, kinds)
 
         assert [(rule.expectation, rule.origin) for rule in rules] == [
             ("expect_column_values_to_be_in_type_list", "accepted data schema (double)"),
@@ -240,7 +242,7 @@ class TestBatchRules:
             }
         )
 
-        rules = quality.user_rules(spec)
+        rules = builders.user_rules(spec)
 
         assert [(r.expectation, r.severity, r.origin) for r in rules] == [
             ("expect_table_row_count_to_be_between", "error", "spec quality.expectations[0]"),
@@ -255,7 +257,7 @@ class TestSeverity:
     def test_a_failing_warn_rule_passes_the_report_with_a_warning(self) -> None:
         frame = pd.DataFrame({"x": [1.0, 2.0, 9.0]})
 
-        report = quality.validate(frame, self.rules("warn"), "warned")
+        report = gx_suites.validate(frame, self.rules("warn"), "warned")
 
         assert report.passed and report.errors == []
         [warning] = report.warnings
@@ -264,7 +266,7 @@ class TestSeverity:
         assert report.as_dict()["passed"] is True and len(report.as_dict()["failures"]) == 1
 
     def test_the_same_rule_as_an_error_fails_the_report(self) -> None:
-        report = quality.validate(pd.DataFrame({"x": [1.0, 2.0, 9.0]}), self.rules("error"), "blocked")
+        report = gx_suites.validate(pd.DataFrame({"x": [1.0, 2.0, 9.0]}), self.rules("error"), "blocked")
 
         assert not report.passed and report.warnings == [] and len(report.errors) == 1
 
@@ -284,7 +286,7 @@ class TestMisspeltExpectations:
         spec = spec_from(quality={"expectations": [good, {"expectation": expectation, "kwargs": kwargs}]})
 
         with pytest.raises(QualityError) as raised:
-            quality.check_expectations(spec)
+            gx_suites.check_expectations(spec)
 
         assert str(raised.value).startswith(f"spec quality.expectations[1]: {expectation} with {kwargs}: ")
 
@@ -292,7 +294,7 @@ class TestMisspeltExpectations:
         rule = Rule("expect_column_values_to_be_nul", {"column": "x"}, "error", "spec quality.expectations[0]")
 
         with pytest.raises(QualityError, match=r"^spec quality.expectations\[0\]: expect_column_values_to_be_nul "):
-            quality.validate(pd.DataFrame({"x": [1.0]}), [rule], "misspelt")
+            gx_suites.validate(pd.DataFrame({"x": [1.0]}), [rule], "misspelt")
 
     def test_a_spec_with_known_expectations_counts_them(self, spec_from) -> None:
         spec = spec_from(
@@ -301,4 +303,4 @@ class TestMisspeltExpectations:
             }
         )
 
-        assert quality.check_expectations(spec) == 1
+        assert gx_suites.check_expectations(spec) == 1

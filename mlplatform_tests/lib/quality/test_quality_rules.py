@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.lib.quality import quality
+from mlplatform.lib.quality import builders, gx_suites, profiling
 
 NUMERIC_SCHEMA = {"carat": ("numeric", "double"), "table": ("numeric", "double"), "cut": ("text", "large_string")}
 
@@ -52,15 +52,15 @@ def diamonds_spec(spec_from, **quality_sections):
 
 
 def validate(spec, batch: pd.DataFrame, profile: dict | None = None, kinds: dict | None = None):
-    rules = quality.batch_rules(spec, [str(c) for c in batch.columns], profile, len(batch), kinds)
-    return quality.validate(batch, rules, "raw_batch")
+    rules = builders.batch_rules(spec, [str(c) for c in batch.columns], profile, len(batch), kinds)
+    return gx_suites.validate(batch, rules, "raw_batch")
 
 
 class TestUnlabeledRows:
     def test_a_survey_with_40_percent_unlabeled_rows_passes_the_contract_and_the_profile(self, spec_from) -> None:
         spec = survey_spec(spec_from)
         accepted = survey(1000, unlabeled=0.1)
-        profile = quality.learn_profile(accepted, spec)
+        profile = profiling.learn_profile(accepted, spec)
 
         report = validate(spec, survey(1000, unlabeled=0.4, seed=1), profile)
 
@@ -100,7 +100,7 @@ class TestUnlabeledRows:
 class TestTolerance:
     def test_two_legitimate_rows_just_outside_the_learned_range_do_not_reject_a_clean_batch(self, spec_from) -> None:
         spec = diamonds_spec(spec_from, profile={"range_margin": 0.0})  # learned max: 69.9, as in the finding
-        profile = quality.learn_profile(diamonds(2000), spec)
+        profile = profiling.learn_profile(diamonds(2000), spec)
         batch = diamonds(2000, seed=1)
         batch.loc[[10, 20], "table"] = 70.0
 
@@ -108,7 +108,7 @@ class TestTolerance:
 
     def test_many_rows_outside_the_learned_range_reject_the_batch_with_their_share(self, spec_from) -> None:
         spec = diamonds_spec(spec_from, profile={"range_margin": 0.0})
-        profile = quality.learn_profile(diamonds(2000), spec)
+        profile = profiling.learn_profile(diamonds(2000), spec)
         batch = diamonds(2000, seed=1)
         batch.loc[:24, "table"] = 70.0
 
@@ -120,7 +120,7 @@ class TestTolerance:
 
     def test_the_profiles_tolerance_comes_from_the_spec(self, spec_from) -> None:
         spec = diamonds_spec(spec_from, profile={"range_margin": 0.0, "mostly": 1.0})
-        profile = quality.learn_profile(diamonds(2000), spec)
+        profile = profiling.learn_profile(diamonds(2000), spec)
         batch = diamonds(2000, seed=1)
         batch.loc[[10], "table"] = 70.0
 
@@ -138,7 +138,7 @@ class TestTolerance:
 
     def test_a_learned_value_set_tolerates_a_rare_new_value(self, spec_from) -> None:
         spec = diamonds_spec(spec_from)
-        profile = quality.learn_profile(diamonds(2000), spec)
+        profile = profiling.learn_profile(diamonds(2000), spec)
         batch = diamonds(2000, seed=1)
         batch.loc[[5], "cut"] = "Very Good"
 
@@ -164,7 +164,7 @@ class TestAcceptedTypes:
         spec = spec_from(quality={"columns": {"bill_length_mm": {"type": "number", "min": 10, "max": 100}}})
         batch = penguins.head(50).astype({"bill_length_mm": object})
         batch.loc[:2, "bill_length_mm"] = ["long", "short", "39,1"]
-        profile = quality.learn_profile(penguins, spec)
+        profile = profiling.learn_profile(penguins, spec)
         kinds = {"bill_length_mm": ("numeric", "double")}
 
         report = validate(spec, batch, profile, kinds)
@@ -180,10 +180,10 @@ class TestAcceptedTypes:
         spec = spec_from(quality={"columns": {"bill_length_mm": {"type": "number", "severity": "warn"}}})
         batch = penguins.head(50).astype({"bill_length_mm": object})
         batch.loc[:3, "bill_length_mm"] = ["long", "short", "39,1", None]
-        never_null = quality.Rule("expect_column_values_to_not_be_null", {"column": "bill_length_mm"}, "error", "test")
-        rules = quality.batch_rules(spec, list(batch.columns), None, len(batch)) + [never_null]
+        never_null = builders.Rule("expect_column_values_to_not_be_null", {"column": "bill_length_mm"}, "error", "test")
+        rules = builders.batch_rules(spec, list(batch.columns), None, len(batch)) + [never_null]
 
-        report = quality.validate(batch, rules, "raw_batch")
+        report = gx_suites.validate(batch, rules, "raw_batch")
 
         assert [o.rule.expectation for o in report.errors] == ["expect_column_values_to_not_be_null"]
         assert [o.rule.expectation for o in report.warnings] == ["expect_column_values_to_be_in_type_list"]
