@@ -146,7 +146,7 @@ def synthetic_csv(folder: Path, rows: int) -> Path:
 def start_server(command: list[str], *, port: int, log: Path, env: Mapping[str, str], stack: ExitStack):
     """A server process answering on 127.0.0.1:``port`` (``wait_ready`` polls its /readyz), stopped with its
     children when ``stack`` closes, whatever fails in between."""
-    from mlplatform.lib.serving.bento import LocalServer
+    from mlplatform.resources.bentos import LocalServer
 
     with log.open("ab") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=dict(env))

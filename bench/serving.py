@@ -274,17 +274,17 @@ def targets(ratios: list[dict]) -> list[Target]:
 def start_servers(workdir: Path, service_dir: Path, stack: ExitStack) -> tuple[list[Server], dict]:
     """The test model in a fresh store, its bento built and served, and the FastAPI app beside it; each
     server is stopped when ``stack`` closes, whatever happens after it started."""
-    from mlplatform.lib.serving import bento
+    from mlplatform.resources import bentos
     from mlplatform_tests.servers import free_port
     from mlplatform_tests.serving.models import save_penguins_model
 
     home = workdir / "bentoml"
     os.environ["BENTOML_HOME"] = str(home)  # before BentoML's first use here: nothing of ~/bentoml is touched
     saved = save_penguins_model(home)
-    bento_tag = bento.build(saved.tag, bentoml_home=home, service_dir=service_dir)
+    bento_tag = bentos.build(saved.tag, bentoml_home=home, service_dir=service_dir)
     print(f"model {saved.tag}, bento {bento_tag}; {common.machine()}")
     environment = {"MLPLATFORM_API_TOKEN": TOKEN, "MLPLATFORM_PREDICTION_LOG": str(workdir / "predictions")}
-    served = bento.serve(
+    served = bentos.serve(
         bento_tag, port=free_port(), bentoml_home=home, log_path=workdir / "bento.log", environment=environment
     )
     stack.callback(served.stop)
@@ -294,7 +294,7 @@ def start_servers(workdir: Path, service_dir: Path, stack: ExitStack) -> tuple[l
         [sys.executable, __file__, "--baseline-child", "--tag", saved.tag, "--port", str(port)],
         port=port,
         log=workdir / "fastapi.log",
-        env=bento.bentoml_environment(home),
+        env=bentos.bentoml_environment(home),
         stack=stack,
     )
     for process in (served, baseline_server):

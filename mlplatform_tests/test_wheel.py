@@ -20,7 +20,7 @@ FROM_THE_WHEEL = textwrap.dedent(
     import pandas as pd
 
     import mlplatform
-    from mlplatform.lib.serving import bento
+    from mlplatform.resources import bentos
     from mlplatform.lib.training import candidates, training
     from mlplatform.lib.features import features
     from mlplatform.lib.registry import registry
@@ -44,7 +44,7 @@ FROM_THE_WHEEL = textwrap.dedent(
     labels = registry.lineage_labels(spec=spec, data_version="wheel", run_id="wheel", metrics={}, model=model)
     store = registry.Registry(home / "bentoml", str(home / "artifacts"), spec.name)
     version = store.save(model, schema=schema, labels=labels, metrics={}, training_rows=features.RowIds.of(train, spec))
-    tag = bento.build(version.tag, bentoml_home=home / "bentoml")
+    tag = bentos.build(version.tag, bentoml_home=home / "bentoml")
 
     import bentoml  # BENTOML_HOME is home/bentoml, the store the bento was built into
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 from upath import UPath
 
-from mlplatform.lib.serving.bento import BentoError, serve, stop_server
 from mlplatform.lib.storage import write_atomically
+from mlplatform.resources.bentos import BentoError, serve, stop_server
 
 STATE_FILE = "server.json"
 TOKEN_FILE = "token"

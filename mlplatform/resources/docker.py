@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlplatform.lib.serving.bento import bentoml_environment
+from mlplatform.resources.bentos import bentoml_environment
 
 
 class ImageError(RuntimeError):
@@ -45,6 +45,16 @@ def require_engine() -> None:
             "the Docker engine does not answer (`docker info` failed), so no container image can be built: "
             f"start one, or leave MLPLATFORM_REGISTRY unset to leave the image out of the graph.\n{_tail(probe)}"
         )
+
+
+class DockerEngine:
+    """Images built by ``bentoml containerize`` and pushed by ``docker push`` to ``registry``."""
+
+    def __init__(self, registry: str, *, bentoml_home: str | Path, network: str = "host") -> None:
+        self.registry, self.bentoml_home, self.network = registry, bentoml_home, network
+
+    def push(self, bento: str) -> Image:
+        return containerize(bento, self.registry, bentoml_home=self.bentoml_home, network=self.network)
 
 
 def containerize(bento: str, registry: str, *, bentoml_home: str | Path, network: str = "host") -> Image:
