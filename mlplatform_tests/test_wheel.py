@@ -86,5 +86,5 @@ def test_an_installed_wheel_builds_the_bento_without_the_checkout(tmp_path: Path
 
     [bento_dir] = [Path(line.split()[2]) for line in built.stdout.splitlines() if line.startswith("bento ")]
     assert (bento_dir / "src" / "service.py").is_file()
-    assert (bento_dir / "src" / "mlplatform" / "lib" / "serving.py").is_file()
+    assert (bento_dir / "src" / "mlplatform" / "lib" / "serving" / "serving.py").is_file()
     assert not (bento_dir / "src" / "mlplatform" / "_project").exists()  # the package, not the project files again
