@@ -42,9 +42,6 @@ from upath import UPath
 
 from bench import common
 from bench.common import FIXED_TRAINING, Target
-
-# Everything the plain side calls, imported by both children before their imports are stamped done (the Dagster
-# side's Definitions import the same modules).
 from mlplatform.lib.data import batches, cleaning, ingest
 from mlplatform.lib.evaluation import evaluation
 from mlplatform.lib.features import features
@@ -54,6 +51,10 @@ from mlplatform.lib.registry.registry import Registry
 from mlplatform.lib.spec import load_spec
 from mlplatform.lib.storage import write_atomically
 from mlplatform.lib.training import candidates, training
+
+# Everything the plain side calls, imported by both children before their imports are stamped done (the Dagster
+# side's Definitions import the same modules).
+from mlplatform.resources.model_store import BentoMLStore
 
 TARGET_ROWS, TARGET_RATIO = 1_000_000, 1.10  # issue #2: Dagster ÷ plain, best wall, at 1,000,000 rows
 
@@ -83,7 +84,7 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
             raise SystemExit(f"{what} rejected:\n" + "\n".join(report.lines()))
 
     def registry_for(spec) -> Registry:  # the ModelRegistry resource's for_project()
-        return Registry(home / "bentoml", str(artifacts), spec.name)
+        return Registry(BentoMLStore(home / "bentoml"), str(artifacts), spec.name)
 
     with stage("raw_batch"):
         spec = load_spec(spec_path)

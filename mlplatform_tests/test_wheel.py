@@ -21,6 +21,7 @@ FROM_THE_WHEEL = textwrap.dedent(
 
     import mlplatform
     from mlplatform.resources import bentos
+    from mlplatform.resources.model_store import BentoMLStore
     from mlplatform.lib.training import candidates, training
     from mlplatform.lib.features import features
     from mlplatform.lib.registry import registry
@@ -42,7 +43,7 @@ FROM_THE_WHEEL = textwrap.dedent(
     model = training.ship(tuned, pipeline, len(train))
     schema = features.input_schema(pipeline, train, spec, model.classes)
     labels = registry.lineage_labels(spec=spec, data_version="wheel", run_id="wheel", metrics={}, model=model)
-    store = registry.Registry(home / "bentoml", str(home / "artifacts"), spec.name)
+    store = registry.Registry(BentoMLStore(home / "bentoml"), str(home / "artifacts"), spec.name)
     version = store.save(model, schema=schema, labels=labels, metrics={}, training_rows=features.RowIds.of(train, spec))
     tag = bentos.build(version.tag, bentoml_home=home / "bentoml")
 

@@ -16,6 +16,7 @@ from mlplatform.definitions import (
     run_config,
 )
 from mlplatform.lib.registry.registry import Registry
+from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.settings import Settings
 from mlplatform_tests.conftest import EXAMPLE_CSV
 
@@ -39,7 +40,7 @@ class Project:
         )
         self.defs = build_definitions(self.settings)
         self.instance = dg.DagsterInstance.ephemeral()
-        self.registry = Registry(self.settings.bentoml_home, self.settings.artifact_root, "penguins")
+        self.registry = Registry(BentoMLStore(self.settings.bentoml_home), self.settings.artifact_root, "penguins")
 
     def run(self, job: str = MATERIALIZE_ALL, ops: dict | None = None, **sections) -> dg.ExecuteInProcessResult:
         spec = self.write_spec(f"spec-{len(list(self.tmp_path.glob('spec-*')))}.yaml", **sections)

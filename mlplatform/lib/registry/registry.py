@@ -1,9 +1,12 @@
-"""The model registry: every trained model in BentoML's model store, and a champion pointer beside it.
+"""The model registry: every trained model in a model store (BentoML's, today), and a champion pointer beside it.
 
 A model version is a BentoML model (``<project>:<version>``) holding the shipped scikit-learn pipeline
 (``model.joblib``: feature pipeline + estimator), its input schema (``schema.json``) and the ids of the rows it
 was trained on (``training_rows.npy``, so the promotion gate can leave them out of a comparison), labelled with
 where it came from: data version, code version, spec hash, holdout metrics, Dagster run id and training time.
+
+The store is an interface (``ModelStore``): the registry never names BentoML; its one kind today,
+``mlplatform.resources.model_store.BentoMLStore``, is handed in by whoever opens the registry.
 
 The champion is a pointer, not a copy: ``registry/<project>/champion.json`` under the artifact root names
 the tag that serves, and ``history.jsonl`` records every change of champion with who did it and why. The
@@ -14,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import joblib
 import numpy as np
@@ -31,9 +34,6 @@ from mlplatform.lib.spec import ProjectSpec
 from mlplatform.lib.storage import read_json, write_atomically, write_json
 from mlplatform.lib.training.training import TrainedModel
 
-# BentoML reports usage over the network unless told not to; this machine and most clusters have no route out.
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
 TRAINING_ROWS_FILE = "training_rows.npy"
@@ -42,6 +42,42 @@ PromotionKind = Literal["gate", "manual", "rollback"]
 
 class RegistryError(LookupError):
     """A tag the store does not hold, or a pointer that cannot move; the message names the tag."""
+
+
+class NotStored(LookupError):
+    """Raised by a ModelStore for a tag it does not hold (the registry says which and what it holds)."""
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One model version as a store keeps it: files in ``path``, labels and metadata beside them."""
+
+    tag: str
+    labels: dict[str, str]
+    metadata: dict
+    created: datetime
+    path: Path
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A version being written: its files go in ``path`` until the store's ``create`` context exits."""
+
+    tag: str
+    path: Path
+
+
+class ModelStore(Protocol):
+    """Where model versions live: the registry's one dependency on an outside system."""
+
+    @property
+    def where(self) -> str: ...  # for messages: "the store at /home/.../bentoml"
+
+    def create(self, name: str, *, labels: dict[str, str], metadata: dict) -> AbstractContextManager[NewVersion]: ...
+
+    def get(self, tag: str) -> StoredVersion: ...  # raises NotStored
+
+    def list(self, name: str) -> list[StoredVersion]: ...
 
 
 @dataclass(frozen=True)
@@ -80,12 +116,12 @@ class LoadedModel:
     labels: dict[str, str]
 
 
-def _described(stored) -> ModelVersion:
+def _described(stored: StoredVersion) -> ModelVersion:
     return ModelVersion(
-        tag=str(stored.tag),
-        labels=dict(stored.info.labels),
-        metrics=dict(stored.info.metadata.get("metrics", {})),
-        created=stored.creation_time.isoformat(timespec="seconds"),
+        tag=stored.tag,
+        labels=dict(stored.labels),
+        metrics=dict(stored.metadata.get("metrics", {})),
+        created=stored.created.isoformat(timespec="seconds"),
     )
 
 
@@ -162,17 +198,12 @@ def lineage_labels(
 
 
 class Registry:
-    """The BentoML model store under ``bentoml_home`` and the champion pointer under ``pointer_root``."""
+    """The project's model versions in ``store`` and the champion pointer under ``pointer_root``."""
 
-    def __init__(self, bentoml_home: str | Path, pointer_root: str, project: str) -> None:
-        self.bentoml_home = Path(bentoml_home)
+    def __init__(self, store: ModelStore, pointer_root: str, project: str) -> None:
+        self.store = store
         self.project = project
         self.pointer_folder = UPath(pointer_root).joinpath("registry", project)
-
-    def _store(self):
-        from bentoml._internal.models.model import ModelStore  # the store BentoML's own CLI opens for a home
-
-        return ModelStore(self.bentoml_home / "models")
 
     # --- model versions -------------------------------------------------------------------------------
     def save(
@@ -184,12 +215,10 @@ class Registry:
         metrics: dict[str, float],
         training_rows: RowIds,
     ) -> ModelVersion:
-        """Store the model as a new version of the project's BentoML model (metrics at full precision in its
+        """Store the model as a new version of the project's model (metrics at full precision in its
         metadata, rounded in its labels) with the ids of its training rows; returns what the registry now knows
         of it."""
-        import bentoml
-
-        with bentoml.models.create(
+        with self.store.create(
             self.project,
             labels=labels,
             # BentoML metadata takes no None: the parameters travel as one JSON string
@@ -199,28 +228,21 @@ class Registry:
                 "parameters": json.dumps(model.parameters, default=str),
                 "training_rows": {"basis": training_rows.basis, "rows": len(training_rows.values)},
             },
-            _model_store=self._store(),
         ) as stored:
-            joblib.dump(model, stored.path_of(MODEL_FILE))
-            Path(stored.path_of(SCHEMA_FILE)).write_text(json.dumps(schema, indent=2))
-            np.save(stored.path_of(TRAINING_ROWS_FILE), np.unique(training_rows.values.astype(np.uint64)))
-        return self.version(str(stored.tag))
+            joblib.dump(model, stored.path / MODEL_FILE)
+            (stored.path / SCHEMA_FILE).write_text(json.dumps(schema, indent=2))
+            np.save(stored.path / TRAINING_ROWS_FILE, np.unique(training_rows.values.astype(np.uint64)))
+        return self.version(stored.tag)
 
     def version(self, tag: str) -> ModelVersion:
         return _described(self._get(tag))
 
     def versions(self) -> list[ModelVersion]:
         """Every stored version of the project's model, oldest first."""
-        import bentoml
-        from bentoml.exceptions import NotFound
-
-        try:
-            stored = bentoml.models.list(self.project, _model_store=self._store())
-        except NotFound:
-            return []
+        stored = self.store.list(self.project)
         # BentoML keeps the creation time to the microsecond: two saves, one after the other, never tie. Cut to
         # the second (as ``created`` shows it), they did, and the tag (random) then decided which came first.
-        return [_described(m) for m in sorted(stored, key=lambda m: (m.creation_time, str(m.tag)))]
+        return [_described(m) for m in sorted(stored, key=lambda m: (m.created, m.tag))]
 
     def trained_on(self, data_version: str, spec: ProjectSpec) -> ModelVersion | None:
         """The stored version already trained on this data version with this spec and this code, if any:
@@ -234,27 +256,25 @@ class Registry:
     def load(self, tag: str) -> LoadedModel:
         stored = self._get(tag)
         model, schema = read_version(stored.path)
-        return LoadedModel(tag=str(stored.tag), model=model, schema=schema, labels=dict(stored.info.labels))
+        return LoadedModel(tag=stored.tag, model=model, schema=schema, labels=dict(stored.labels))
 
     def training_rows(self, tag: str) -> RowIds | None:
         """The sorted, distinct ids of the rows ``tag`` was trained on; None for a version stored before they
         were kept."""
         stored = self._get(tag)
-        path = Path(stored.path) / TRAINING_ROWS_FILE
-        basis = stored.info.metadata.get("training_rows", {}).get("basis")
+        path = stored.path / TRAINING_ROWS_FILE
+        basis = stored.metadata.get("training_rows", {}).get("basis")
         if not path.exists() or basis is None:
             return None
         return RowIds(np.load(path, allow_pickle=False), basis)
 
-    def _get(self, tag: str):
-        from bentoml.exceptions import NotFound
-
+    def _get(self, tag: str) -> StoredVersion:
         check_pinned(tag)
         try:
-            return self._store().get(tag)
-        except NotFound as exc:
+            return self.store.get(tag)
+        except NotStored as exc:
             known = ", ".join(v.tag for v in self.versions()[-5:]) or "none"
-            raise RegistryError(f"model {tag!r} is not in the store at {self.bentoml_home} (latest: {known})") from exc
+            raise RegistryError(f"model {tag!r} is not in {self.store.where} (latest: {known})") from exc
 
     # --- the champion pointer -------------------------------------------------------------------------
     def champion(self) -> Promotion | None:

@@ -11,6 +11,7 @@ from mlplatform.lib.features.features import RowIds, split
 from mlplatform.lib.registry import registry
 from mlplatform.lib.registry.promotion import ComparedRows, gate, judge
 from mlplatform.lib.registry.registry import Registry
+from mlplatform.resources.model_store import BentoMLStore
 from mlplatform_tests.models import fitted
 
 CLASSIFY = {"task": "classification", "target": "label", "metric": "f1_macro"}
@@ -107,7 +108,7 @@ class TestGate:
         rng = np.random.default_rng(5)
         x = rng.uniform(-3, 3, size=400)
         frame = pd.DataFrame({"x": x, "z": rng.normal(size=400), "y": 3 * x + rng.normal(size=400)})
-        models = Registry(tmp_path / "bentoml", str(tmp_path / "artifacts"), "p")
+        models = Registry(BentoMLStore(tmp_path / "bentoml"), str(tmp_path / "artifacts"), "p")
         return spec, frame, models
 
     @staticmethod

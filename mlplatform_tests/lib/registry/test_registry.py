@@ -9,6 +9,7 @@ from mlplatform.lib.data import cleaning
 from mlplatform.lib.features import features
 from mlplatform.lib.registry import registry
 from mlplatform.lib.registry.registry import Registry, RegistryError
+from mlplatform.resources.model_store import BentoMLStore
 from mlplatform_tests.models import fitted
 
 
@@ -23,7 +24,7 @@ def trained(spec_from, penguins: pd.DataFrame):
 
 @pytest.fixture
 def models(tmp_path: Path) -> Registry:
-    return Registry(tmp_path / "bentoml", str(tmp_path / "artifacts"), "penguins")
+    return Registry(BentoMLStore(tmp_path / "bentoml"), str(tmp_path / "artifacts"), "penguins")
 
 
 def store(models: Registry, trained, run_id: str = "run-1", data_version: str = "d1") -> registry.ModelVersion:
@@ -168,12 +169,8 @@ def test_a_version_stored_before_row_ids_were_kept_has_none(models: Registry, tr
 def test_versions_are_in_the_order_they_were_stored_not_by_tag(models: Registry) -> None:
     """Saved within the same second, "zz" before "aa": ordered by the time cut to the second and then by tag,
     "aa" came first (as random tags did about one time in six). BentoML keeps the microseconds."""
-    import bentoml
-
     for version in ("zz", "mm", "aa"):
-        with bentoml.models.create(
-            f"penguins:{version}", labels={"data_version": version}, _model_store=models._store()
-        ):
+        with models.store.create(f"penguins:{version}", labels={"data_version": version}, metadata={}):
             pass
 
     assert [v.tag for v in models.versions()] == ["penguins:zz", "penguins:mm", "penguins:aa"]
