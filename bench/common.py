@@ -135,7 +135,7 @@ def write_spec(folder: Path, data: Path, training: Mapping | None = None) -> Pat
 
 def synthetic_csv(folder: Path, rows: int) -> Path:
     """``rows`` synthetic penguins (seed 0) as a CSV in ``folder``: written before any timing."""
-    from mlplatform.lib import synthetic
+    from mlplatform.lib.data import synthetic
 
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / f"penguins-{rows}.csv"
@@ -146,7 +146,7 @@ def synthetic_csv(folder: Path, rows: int) -> Path:
 def start_server(command: list[str], *, port: int, log: Path, env: Mapping[str, str], stack: ExitStack):
     """A server process answering on 127.0.0.1:``port`` (``wait_ready`` polls its /readyz), stopped with its
     children when ``stack`` closes, whatever fails in between."""
-    from mlplatform.lib.bento import LocalServer
+    from mlplatform.resources.bentos import LocalServer
 
     with log.open("ab") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=dict(env))

@@ -42,25 +42,19 @@ from upath import UPath
 
 from bench import common
 from bench.common import FIXED_TRAINING, Target
+from mlplatform.lib.data import batches, cleaning, ingest
+from mlplatform.lib.evaluation import evaluation
+from mlplatform.lib.features import features
+from mlplatform.lib.quality import builders, feature_quality, gx_suites, outcomes, profiling
+from mlplatform.lib.registry import promotion, registry
+from mlplatform.lib.registry.registry import Registry
+from mlplatform.lib.spec import load_spec
+from mlplatform.lib.storage import write_atomically
+from mlplatform.lib.training import candidates, training
 
 # Everything the plain side calls, imported by both children before their imports are stamped done (the Dagster
 # side's Definitions import the same modules).
-from mlplatform.lib import (
-    batches,
-    candidates,
-    cleaning,
-    evaluation,
-    feature_quality,
-    features,
-    ingest,
-    promotion,
-    quality,
-    registry,
-    training,
-)
-from mlplatform.lib.registry import Registry
-from mlplatform.lib.spec import load_spec
-from mlplatform.lib.storage import write_atomically
+from mlplatform.resources.model_store import BentoMLStore
 
 TARGET_ROWS, TARGET_RATIO = 1_000_000, 1.10  # issue #2: Dagster ÷ plain, best wall, at 1,000,000 rows
 
@@ -85,12 +79,12 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def blocking(report: quality.QualityReport, what: str) -> None:
+    def blocking(report: outcomes.QualityReport, what: str) -> None:
         if report.errors:
             raise SystemExit(f"{what} rejected:\n" + "\n".join(report.lines()))
 
     def registry_for(spec) -> Registry:  # the ModelRegistry resource's for_project()
-        return Registry(home / "bentoml", str(artifacts), spec.name)
+        return Registry(BentoMLStore(home / "bentoml"), str(artifacts), spec.name)
 
     with stage("raw_batch"):
         spec = load_spec(spec_path)
@@ -101,8 +95,8 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
         ingest.data_version(raw)
     with stage("raw_batch_raw_batch_is_valid"):
         spec = load_spec(spec_path)
-        rules = quality.batch_rules(spec, [str(c) for c in raw.columns], ledger.current_profile(), len(raw))
-        report = quality.validate(raw, rules, "raw_batch", docs_dir=docs_folder("raw_batch"))
+        rules = builders.batch_rules(spec, [str(c) for c in raw.columns], ledger.current_profile(), len(raw))
+        report = gx_suites.validate(raw, rules, "raw_batch", docs_dir=docs_folder("raw_batch"))
         if report.errors:
             ledger.quarantine(batch, {"stage": "validation", "reasons": report.lines(), "run_id": run_id})
         blocking(report, f"batch {batch.batch_id}")
@@ -115,7 +109,7 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
     with stage("cleaned_data"):
         cleaned, _ = cleaning.clean(accepted, load_spec(spec_path))
     with stage("data_profile"):
-        ledger.save_profile(quality.learn_profile(accepted, load_spec(spec_path)), version)
+        ledger.save_profile(profiling.learn_profile(accepted, load_spec(spec_path)), version)
     with stage("data_split"):
         training_rows, holdout, _ = features.split(cleaned, load_spec(spec_path))
     with stage("feature_pipeline"):

@@ -1,6 +1,6 @@
-"""Great Expectations through ``quality.validate`` versus pure pandas computing the same pass/fail answers.
+"""Great Expectations through ``gx_suites.validate`` versus pure pandas computing the same pass/fail answers.
 
-GX is timed the way the pipeline pays for it: ``quality.validate(frame, rules, ...)``, which builds the suite
+GX is timed the way the pipeline pays for it: ``gx_suites.validate(frame, rules, ...)``, which builds the suite
 and runs it through the process's shared ephemeral context (a BOOLEAN_ONLY pass; details, a context of their
 own and Data Docs only on failure). The one-time ``import great_expectations`` and a first warm-up validation
 (which also builds the shared context) are excluded. The pandas side
@@ -33,8 +33,8 @@ import pandas as pd
 
 from bench import common
 from bench.common import Target, seconds
-from mlplatform.lib import quality
-from mlplatform.lib.quality import NUMERIC_TYPES, Rule
+from mlplatform.lib.quality import builders, gx_suites, profiling
+from mlplatform.lib.quality.builders import NUMERIC_TYPES, Rule
 
 MEASUREMENTS = [f"m{i}" for i in range(6)]
 CATEGORIES = {"kind": ["a", "b", "c"], "site": ["north", "south", "east", "west"], "sex": ["female", "male"]}
@@ -161,7 +161,7 @@ def pandas_answers(frame: pd.DataFrame, rules: list[Rule]) -> list[bool]:
 
 
 def gx_answers(frame: pd.DataFrame, rules: list[Rule], suite: str, docs_dir: Path | None = None) -> list[bool]:
-    return [outcome.success for outcome in quality.validate(frame, rules, suite, docs_dir).outcomes]
+    return [outcome.success for outcome in gx_suites.validate(frame, rules, suite, docs_dir).outcomes]
 
 
 def planted_faults(frame: pd.DataFrame) -> pd.DataFrame:
@@ -186,7 +186,7 @@ def compare(frame: pd.DataFrame, rules: list[Rule], suite: str, repeats: int, do
         differing = [r.describe() for r, a, e in zip(rules, answers, expected, strict=True) if a != e]
         raise AssertionError(f"{suite}: GX and pandas disagree on {differing}")
     for _ in range(repeats):
-        gx_seconds.append(seconds(lambda: quality.validate(frame, rules, suite, docs_dir)))
+        gx_seconds.append(seconds(lambda: gx_suites.validate(frame, rules, suite, docs_dir)))
         pandas_seconds.append(seconds(lambda: pandas_answers(frame, rules)))
     gx, pd_ = statistics.median(gx_seconds), statistics.median(pandas_seconds)
     return {
@@ -264,13 +264,15 @@ def synthetic_suites(rows: int, repeats: int, workdir: Path) -> list[dict]:
 def real_suites(rows: int, repeats: int, workdir: Path) -> list[dict]:
     """The suites the pipeline runs, on ``rows`` synthetic penguins, built as the checks build them; then the
     whole features check, timed against the same check transforming every row (what it did before)."""
-    from mlplatform.lib import cleaning, feature_quality, features, synthetic
+    from mlplatform.lib.data import cleaning, synthetic
+    from mlplatform.lib.features import features
+    from mlplatform.lib.quality import feature_quality, gx_suites
     from mlplatform.lib.spec import default_spec_path, load_spec
 
     spec = load_spec(default_spec_path())
     raw = synthetic.penguins(rows, seed=0)
-    profile = quality.learn_profile(raw, spec)
-    raw_rules = quality.batch_rules(spec, [str(c) for c in raw.columns], profile, len(raw))
+    profile = profiling.learn_profile(raw, spec)
+    raw_rules = builders.batch_rules(spec, [str(c) for c in raw.columns], profile, len(raw))
     cleaned, _ = cleaning.clean(raw, spec)
     training, holdout, _ = features.split(cleaned, spec)
     pipeline = features.fit_feature_pipeline(training, spec)
@@ -282,11 +284,11 @@ def real_suites(rows: int, repeats: int, workdir: Path) -> list[dict]:
     docs = workdir / "docs"  # as in checks.py: the raw batch and feature suites get a docs folder, the others not
     measured = [
         compare(raw, raw_rules, "raw_batch (batch_rules + profile)", repeats, docs),
-        compare(sampled, quality.feature_rules(names), "features, sample (feature_rules)", repeats, docs),
-        compare(numeric_inputs, quality.finite_rules(numeric), "feature inputs (finite_rules)", repeats),
+        compare(sampled, builders.feature_rules(names), "features, sample (feature_rules)", repeats, docs),
+        compare(numeric_inputs, builders.finite_rules(numeric), "feature inputs (finite_rules)", repeats),
         compare(
             training[[target]],
-            quality.feature_rules([], target, spec.problem.task),
+            builders.feature_rules([], target, spec.problem.task),
             "training_target (feature_rules)",
             repeats,
         ),
@@ -295,8 +297,8 @@ def real_suites(rows: int, repeats: int, workdir: Path) -> list[dict]:
 
     def every_row() -> None:
         both = feature_quality.transform(pipeline, [training, holdout])
-        quality.validate(both, quality.feature_rules(names), "features", docs)
-        quality.validate(training[[target]], quality.feature_rules([], target, spec.problem.task), "training_target")
+        gx_suites.validate(both, builders.feature_rules(names), "features", docs)
+        gx_suites.validate(training[[target]], builders.feature_rules([], target, spec.problem.task), "training_target")
 
     check, unsampled = [], []
     for _ in range(repeats):
@@ -409,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"import great_expectations: {imported:.1f} s (not counted)")
     tiny = make_frame(100)
     started = time.perf_counter()
-    quality.validate(tiny, all_kinds([str(c) for c in tiny.columns]), "warm-up")
+    gx_suites.validate(tiny, all_kinds([str(c) for c in tiny.columns]), "warm-up")
     first_call = time.perf_counter() - started
     print(f"first validation in this process (100 rows): {first_call:.2f} s (not counted)")
 

@@ -8,7 +8,7 @@ from the same stored ``feature_pipeline`` and ``training_data``, each in a child
   candidate, forked from a server that preloaded ``mlplatform.definitions``);
 - in_process: the same run with the default in-process executor (the candidates one after another);
 - serial: ``candidates.tune_all`` in one plain process, the baseline, with the platform's thread policy
-  (``mlplatform.lib.threads``: one thread per fit on small data, the cores otherwise);
+  (``mlplatform.lib.training.threads``: one thread per fit on small data, the cores otherwise);
 - libraries: the same ``tune_all`` with the threads left to OpenMP, BLAS and the estimators' defaults
   (``candidates.LIBRARY_DEFAULTS``), what every search did in-process before the policy.
 
@@ -160,8 +160,8 @@ def _serial_child(args: argparse.Namespace) -> dict:
     import joblib
     import pandas as pd
 
-    from mlplatform.lib import candidates
     from mlplatform.lib.spec import load_spec
+    from mlplatform.lib.training import candidates
     from mlplatform.settings import Settings
 
     imported = time.perf_counter()
@@ -239,7 +239,7 @@ def differences(runs: dict[str, list[dict]]) -> list[str]:
 
 
 def report(size: dict, metric: str) -> tuple[str, list[str], dict[str, float]]:
-    from mlplatform.lib.evaluation import natural
+    from mlplatform.lib.training.metrics import natural
 
     runs = size["runs"]
 

@@ -1,7 +1,7 @@
 """The prediction bento versus a bare FastAPI + uvicorn app serving the same model, same run, same client.
 
 Both servers run on 127.0.0.1 at the same time, one worker process each, and answer with the same
-``mlplatform.lib.serving.Predictor`` (one feature-pipeline pass, then the estimator). One asyncio load
+``mlplatform.lib.serving.serving.ModelRunner`` (one feature-pipeline pass, then the estimator). One asyncio load
 client (aiohttp) drives each scenario against one server, then the other: 1-row requests to /predict and
 100-row requests to /predict_batch, each at 8 and 64 concurrent clients, for ``--seconds`` after a warm-up.
 It prints throughput, p50/p99 latency, errors and the server's CPU time per request for each side, and the
@@ -47,20 +47,20 @@ def baseline_app(tag: str):
     blocking work. No authentication, metrics or prediction log: the bento does that work on top."""
     from fastapi import Body, FastAPI
 
-    from mlplatform.lib import serving
+    from mlplatform.lib.serving import serving
 
-    predictor = serving.load_model(common.model_folder(tag), tag)
-    Row = serving.request_model(predictor.schema)  # noqa: N806 (a class)
+    runner = serving.load_model(common.model_folder(tag), tag)
+    Row = serving.request_model(runner.schema)  # noqa: N806 (a class)
     app = FastAPI(title="baseline")
 
     @app.post("/predict")
     def predict(row: Row) -> serving.Prediction:  # type: ignore[valid-type]
-        (answer,) = predictor.predict([row.model_dump(by_alias=True)])
+        (answer,) = runner.predict_rows([row.model_dump(by_alias=True)])
         return serving.Prediction(model_tag=tag, **answer)
 
     @app.post("/predict_batch")
     def predict_batch(rows: Annotated[list[Row], Body(embed=True)]) -> serving.BatchPrediction:  # type: ignore[valid-type]
-        answers = predictor.predict([row.model_dump(by_alias=True) for row in rows])
+        answers = runner.predict_rows([row.model_dump(by_alias=True) for row in rows])
         return serving.BatchPrediction(model_tag=tag, predictions=answers)
 
     @app.get("/readyz")
@@ -195,7 +195,7 @@ def model_calls(base_url: str) -> tuple[float, float]:
 
 def payloads_for(schema: dict, holdout, count: int = 64) -> dict[int, list[bytes]]:
     """Request bodies made once, before timing: single rows and 100-row batches drawn from the held-out rows."""
-    from mlplatform.lib.serving import request_rows
+    from mlplatform.lib.serving.serving import request_rows
 
     rows = request_rows(holdout, schema)
     singles = [json.dumps(rows[i % len(rows)]).encode() for i in range(count)]
@@ -274,17 +274,17 @@ def targets(ratios: list[dict]) -> list[Target]:
 def start_servers(workdir: Path, service_dir: Path, stack: ExitStack) -> tuple[list[Server], dict]:
     """The test model in a fresh store, its bento built and served, and the FastAPI app beside it; each
     server is stopped when ``stack`` closes, whatever happens after it started."""
-    from mlplatform.lib import bento
+    from mlplatform.resources import bentos
     from mlplatform_tests.servers import free_port
     from mlplatform_tests.serving.models import save_penguins_model
 
     home = workdir / "bentoml"
     os.environ["BENTOML_HOME"] = str(home)  # before BentoML's first use here: nothing of ~/bentoml is touched
     saved = save_penguins_model(home)
-    bento_tag = bento.build(saved.tag, bentoml_home=home, service_dir=service_dir)
+    bento_tag = bentos.build(saved.tag, bentoml_home=home, service_dir=service_dir)
     print(f"model {saved.tag}, bento {bento_tag}; {common.machine()}")
     environment = {"MLPLATFORM_API_TOKEN": TOKEN, "MLPLATFORM_PREDICTION_LOG": str(workdir / "predictions")}
-    served = bento.serve(
+    served = bentos.serve(
         bento_tag, port=free_port(), bentoml_home=home, log_path=workdir / "bento.log", environment=environment
     )
     stack.callback(served.stop)
@@ -294,7 +294,7 @@ def start_servers(workdir: Path, service_dir: Path, stack: ExitStack) -> tuple[l
         [sys.executable, __file__, "--baseline-child", "--tag", saved.tag, "--port", str(port)],
         port=port,
         log=workdir / "fastapi.log",
-        env=bento.bentoml_environment(home),
+        env=bentos.bentoml_environment(home),
         stack=stack,
     )
     for process in (served, baseline_server):

@@ -1,5 +1,5 @@
 """One histogram gradient boosting fit with 1, 2 or the default number of OpenMP threads, on an idle machine and
-beside a busy loop on one core: the measurement behind ``mlplatform.lib.threads`` (threads by training size).
+beside a busy loop on one core: the measurement behind ``mlplatform.lib.training.threads`` (threads by training size).
 
     .venv/bin/python bench/threads.py                       # 1,000 to 30,000 rows, 5 fits per cell (~2 min)
     .venv/bin/python bench/threads.py --rows 3000 --repeat 3
@@ -22,7 +22,7 @@ import time
 from threadpoolctl import threadpool_limits
 
 from bench import common
-from mlplatform.lib.threads import threads_per_fit
+from mlplatform.lib.training.threads import threads_per_fit
 
 BUSY_LOOP = "while True: pass"
 

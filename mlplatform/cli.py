@@ -81,21 +81,22 @@ def main(argv: list[str] | None = None) -> int:
 def _refusals() -> tuple[type[Exception], ...]:
     """The platform's own refusals of what was asked: a spec, a setting, a model tag or a data version that
     cannot be used. Imported only once something failed: the registry brings pandas and scikit-learn."""
-    from mlplatform.lib.batches import UnknownDataVersion
-    from mlplatform.lib.registry import RegistryError
+    from mlplatform.lib.data.batches import UnknownDataVersion
+    from mlplatform.lib.registry.registry import RegistryError
     from mlplatform.settings import SettingsError
 
     return (SpecError, SettingsError, RegistryError, UnknownDataVersion)
 
 
 def _check_spec(args: argparse.Namespace) -> int:
-    from mlplatform.lib import candidates, quality
+    from mlplatform.lib.quality import builders, gx_suites
+    from mlplatform.lib.training import candidates
 
     spec = load_spec(args.spec)
     try:
-        expectations = quality.check_expectations(spec)  # imports GX: slower, but a typo fails here
+        expectations = gx_suites.check_expectations(spec)  # imports GX: slower, but a typo fails here
         candidates.candidates(spec)  # an estimator the catalogue lacks fails here too
-    except (quality.QualityError, candidates.CandidateError) as exc:
+    except (builders.QualityError, candidates.CandidateError) as exc:
         print(f"error: {args.spec}: {exc}", file=sys.stderr)
         return 2
     problem, profile = spec.problem, spec.quality.profile
@@ -162,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     from upath import UPath
 
     from mlplatform import definitions, summary
-    from mlplatform.lib import batches, ingest
+    from mlplatform.lib.data import batches, ingest
     from mlplatform.resources import ModelRegistry
 
     run_config = definitions.run_config(spec_path, progress=True)
@@ -258,7 +259,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from mlplatform.lib import synthetic
+    from mlplatform.lib.data import synthetic
 
     frame = synthetic.penguins(args.rows, seed=args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)

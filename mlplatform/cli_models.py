@@ -68,7 +68,7 @@ def _models(args: argparse.Namespace) -> int:
     versions = registry.versions()
     if not versions:
         first = command("run", settings=args.settings)
-        print(f"no model of {spec.name!r} is stored in {registry.bentoml_home}; run `{first}` first")
+        print(f"no model of {spec.name!r} is stored in {registry.store.where}; run `{first}` first")
         return 0
     metric = spec.problem.primary_metric
     print(f"{'':2}{'tag':<34} {'estimator':<32} {metric:>10}  {'data version':<18} trained")

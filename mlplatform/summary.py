@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlplatform.commands import command
-from mlplatform.lib import deployment
+from mlplatform.resources import local_server
 from mlplatform.settings import Settings
 
 GATE = "challenger_beats_champion"
@@ -61,7 +61,7 @@ def serving_lines(instance: dg.DagsterInstance, settings: Settings) -> str:
     """Where the champion is served and shipped, when the graph has those assets."""
     lines = []
     served = latest_metadata(instance, "local_deployment")
-    if served and not deployment.is_alive(deployment.RunningServer(**served["server"])):
+    if served and not local_server.is_alive(local_server.RunningServer(**served["server"])):
         again = command("serve", settings=settings)
         lines.append(f"  serving       stopped (it served {served['model_tag']}): `{again}` starts it again")
     elif served:

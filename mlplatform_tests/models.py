@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlplatform.lib import candidates
-from mlplatform.lib.features import fit_feature_pipeline
+from mlplatform.lib.features.features import fit_feature_pipeline
 from mlplatform.lib.spec import Candidate, ProjectSpec
-from mlplatform.lib.training import TrainedModel, ship
+from mlplatform.lib.training import candidates
+from mlplatform.lib.training.training import TrainedModel, ship
 
 LINEAR = {"classification": "logistic_regression", "regression": "ridge"}
 

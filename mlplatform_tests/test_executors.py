@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlplatform.lib.registry import Registry
+from mlplatform.lib.registry.registry import Registry
+from mlplatform.resources.model_store import BentoMLStore
 from mlplatform_tests.conftest import EXAMPLE_CSV
 from mlplatform_tests.test_cli import mlplatform
 
@@ -106,7 +107,7 @@ def read_every_artifact(home: Path) -> list[Path]:
 
 def read_every_model(home: Path) -> list[str]:
     """Every version in the model store loads, and nothing else is in the store (no half-written version)."""
-    registry = Registry(home / "bentoml", str(home / "artifacts"), "penguins")
+    registry = Registry(BentoMLStore(home / "bentoml"), str(home / "artifacts"), "penguins")
     tags = [version.tag for version in registry.versions()]
     for tag in tags:
         assert registry.load(tag).model.pipeline is not None
@@ -219,6 +220,6 @@ def test_a_run_killed_mid_step_is_re_executed_from_the_failure_leaving_nothing_h
     stored = read_every_artifact(home)
     assert home / "artifacts" / "assets" / "trained_model.joblib" in stored
     [tag] = read_every_model(home)
-    registry = Registry(home / "bentoml", str(home / "artifacts"), "penguins")
+    registry = Registry(BentoMLStore(home / "bentoml"), str(home / "artifacts"), "penguins")
     assert registry.champion().tag == tag
     assert registry.version(tag).labels["dagster_run_id"] == rerun.run_id

@@ -20,8 +20,12 @@ FROM_THE_WHEEL = textwrap.dedent(
     import pandas as pd
 
     import mlplatform
-    from mlplatform.lib import bento, candidates, features, registry, training
-    from mlplatform.lib.cleaning import clean
+    from mlplatform.resources import bentos
+    from mlplatform.resources.model_store import BentoMLStore
+    from mlplatform.lib.training import candidates, training
+    from mlplatform.lib.features import features
+    from mlplatform.lib.registry import registry
+    from mlplatform.lib.data.cleaning import clean
     from mlplatform.lib.project_files import project_file
     from mlplatform.lib.spec import default_spec_path, load_spec
 
@@ -39,9 +43,9 @@ FROM_THE_WHEEL = textwrap.dedent(
     model = training.ship(tuned, pipeline, len(train))
     schema = features.input_schema(pipeline, train, spec, model.classes)
     labels = registry.lineage_labels(spec=spec, data_version="wheel", run_id="wheel", metrics={}, model=model)
-    store = registry.Registry(home / "bentoml", str(home / "artifacts"), spec.name)
+    store = registry.Registry(BentoMLStore(home / "bentoml"), str(home / "artifacts"), spec.name)
     version = store.save(model, schema=schema, labels=labels, metrics={}, training_rows=features.RowIds.of(train, spec))
-    tag = bento.build(version.tag, bentoml_home=home / "bentoml")
+    tag = bentos.build(version.tag, bentoml_home=home / "bentoml")
 
     import bentoml  # BENTOML_HOME is home/bentoml, the store the bento was built into
 
@@ -83,5 +87,5 @@ def test_an_installed_wheel_builds_the_bento_without_the_checkout(tmp_path: Path
 
     [bento_dir] = [Path(line.split()[2]) for line in built.stdout.splitlines() if line.startswith("bento ")]
     assert (bento_dir / "src" / "service.py").is_file()
-    assert (bento_dir / "src" / "mlplatform" / "lib" / "serving.py").is_file()
+    assert (bento_dir / "src" / "mlplatform" / "lib" / "serving" / "serving.py").is_file()
     assert not (bento_dir / "src" / "mlplatform" / "_project").exists()  # the package, not the project files again

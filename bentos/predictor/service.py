@@ -6,7 +6,7 @@
 The tag is a bento argument: ``bentoml build`` records it in the bento and every ``bentoml serve`` of that
 bento restores it, so a bento always serves the version it was built for (MLPLATFORM_MODEL_TAG stands in
 when the service runs from source without ``--arg``). Request and response models come from the model's
-schema.json, and predictions from ``mlplatform.lib.serving``, the same feature pipeline training fitted.
+schema.json, and predictions from ``mlplatform.lib.serving.serving``, the same feature pipeline training fitted.
 """
 
 import gc
@@ -18,8 +18,8 @@ import bentoml
 import prometheus_client
 from pydantic import Field
 
-from mlplatform.lib import auth, batching, serving
-from mlplatform.lib.prediction_log import PredictionLog
+from mlplatform.lib.serving import auth, batching, serving
+from mlplatform.lib.serving.prediction_log import PredictionLog
 from mlplatform.settings import ServingSettings
 
 logger = logging.getLogger("mlplatform.predictor")
@@ -80,14 +80,14 @@ class Predictor:
     def __init__(self) -> None:
         SETTINGS.require_token()  # refuse to start rather than serve predictions to anyone
         self.tag = MODEL_TAG
-        self.predictor = serving.load_model(self.model.path, MODEL_TAG)
-        self.batcher = batching.MicroBatcher(self.predictor.predict, on_batch=BATCH_ROWS.labels(MODEL_TAG).observe)
+        self.runner = serving.load_model(self.model.path, MODEL_TAG)
+        self.batcher = batching.MicroBatcher(self.runner.predict_rows, on_batch=BATCH_ROWS.labels(MODEL_TAG).observe)
         self.log = PredictionLog(
             SETTINGS.prediction_log, schema=SCHEMA, model_tag=MODEL_TAG, on_drop=LOG_DROPPED_ROWS.labels(MODEL_TAG).inc
         )
         # The server accepts connections (and /readyz answers) only once this returns; a first prediction
         # here pays the pipeline's one-time costs (~3x a later call), so that no client's first request does.
-        self.predictor.predict([dict.fromkeys(self.predictor.column_names)])
+        self.runner.predict_rows([dict.fromkeys(self.runner.column_names)])
         logger.info(
             "serving %s; prediction log in %s; %s",
             MODEL_TAG,

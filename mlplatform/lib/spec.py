@@ -114,7 +114,7 @@ class Source(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     json_records_path: str | None = None
     # Leave out row-index columns (an unnamed first column from R's write.csv or pandas' to_csv, see
-    # mlplatform.lib.index_columns); false keeps every column as it arrived.
+    # mlplatform.lib.data.index_columns); false keeps every column as it arrived.
     drop_index_columns: bool = True
 
     @property
@@ -258,7 +258,7 @@ class SearchRange(_Strict):
 
 
 class Candidate(_Strict):
-    """An estimator to try, by its name in the catalogue (mlplatform.lib.candidates), and how to tune it."""
+    """An estimator to try, by its name in the catalogue (mlplatform.lib.training.candidates), and how to tune it."""
 
     estimator: str
     params: dict[str, object] = Field(default_factory=dict)  # fixed, not searched
@@ -285,13 +285,13 @@ class Training(_Strict):
         return chosen
 
 
-class Evaluation(_Strict):
+class EvaluationSettings(_Strict):
     # Columns whose values each get their own holdout metrics (a fairness or coverage view), e.g. [island].
     slice_columns: tuple[str, ...] = ()
     max_slices: int = Field(default=20, ge=1)  # per column: the most frequent values; the rest are "(other)"
 
 
-class Promotion(_Strict):
+class PromotionSettings(_Strict):
     """When a challenger replaces the champion: it clears every floor, and beats the champion by ``margin`` in
     the primary metric on the holdout rows neither model trained on."""
 
@@ -307,8 +307,8 @@ class ProjectSpec(_Strict):
     split: Split = Split()
     quality: Quality = Quality()
     training: Training = Training()
-    evaluation: Evaluation = Evaluation()
-    promotion: Promotion = Promotion()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    promotion: PromotionSettings = PromotionSettings()
     # Set by the loader, not written by users: relative paths in the spec are relative to its file.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

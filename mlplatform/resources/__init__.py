@@ -1,5 +1,7 @@
-"""One module per outside system: the spec file, the artifact storage, how asset values are stored, and the
-model registry, and where the champion is deployed."""
+"""The outside systems, as Dagster resources: the spec file, the artifact storage, how asset values are stored,
+the model registry, the cores steps share, and where the champion is deployed. The adapters the deployment
+resources hand out live here too, Dagster-free: ``bentos`` (``bentoml build`` and ``bentoml serve`` processes),
+``local_server`` (the local deployment target) and ``docker`` (images built and pushed)."""
 
 from mlplatform.resources.artifacts import ArtifactIOManager, ArtifactStore
 from mlplatform.resources.compute import Compute

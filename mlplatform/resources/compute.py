@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from mlplatform.lib import threads
+from mlplatform.lib.training import threads
 
 
 class Compute(dg.ConfigurableResource):

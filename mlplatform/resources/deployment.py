@@ -1,14 +1,47 @@
-"""Where the champion goes after the registry: a local ``bentoml serve`` process, an image registry."""
+"""Where the champion goes after the registry: a deployment target that serves it, an image registry.
+
+Each resource hands out an adapter by the interface below, whose one kind today is local: ``bentoml serve`` on
+this machine (``local_server``), the Docker engine DOCKER_HOST names (``docker``). Another kind (a Kubernetes
+Deployment, a remote builder) is another class with the same methods, chosen by the resource's configuration,
+so the assets that call them do not change."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import dagster as dg
 
-from mlplatform.lib import images
-from mlplatform.lib.deployment import LocalDeployment
+from mlplatform.resources import docker
+from mlplatform.resources.local_server import LocalDeployment, RunningServer
 from mlplatform.settings import API_TOKEN, Settings
+
+
+class DeploymentTarget(Protocol):
+    """Serves one bento at a time at ``url``, in place of the one before; requests need ``token()``."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def token_path(self) -> Path | None: ...
+
+    def token(self) -> str: ...
+
+    def current(self) -> RunningServer | None: ...
+
+    def deploy(
+        self, bento: str, model_tag: str, *, check: Callable[[str, str], None] | None = None, timeout: float = 120
+    ) -> RunningServer: ...
+
+    def stop(self) -> RunningServer | None: ...
+
+
+class ImageBuilder(Protocol):
+    """Builds a bento's container image and pushes it to a registry."""
+
+    def push(self, bento: str) -> docker.Image: ...
 
 
 class LocalServing(dg.ConfigurableResource):
@@ -32,7 +65,7 @@ class LocalServing(dg.ConfigurableResource):
             api_token=dg.EnvVar(API_TOKEN) if settings.api_token else None,
         )
 
-    def deployment(self) -> LocalDeployment:
+    def deployment(self) -> DeploymentTarget:
         return LocalDeployment(
             Path(self.folder),
             port=self.port,
@@ -49,5 +82,8 @@ class ImageRegistry(dg.ConfigurableResource):
     registry: str
     bentoml_home: str
 
-    def push(self, bento: str) -> images.Image:
-        return images.containerize(bento, self.registry, bentoml_home=self.bentoml_home)
+    def builder(self) -> ImageBuilder:
+        return docker.DockerEngine(self.registry, bentoml_home=self.bentoml_home)
+
+    def push(self, bento: str) -> docker.Image:
+        return self.builder().push(bento)

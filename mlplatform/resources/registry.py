@@ -1,10 +1,11 @@
-"""The model registry as a resource: BentoML's model store and the champion pointer (mlplatform.lib.registry)."""
+"""The model registry as a resource: BentoML's model store and the champion pointer (``mlplatform.lib.registry``)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from mlplatform.lib.registry import Registry
+from mlplatform.lib.registry.registry import Registry
+from mlplatform.resources.model_store import BentoMLStore
 
 
 class ModelRegistry(dg.ConfigurableResource):
@@ -15,4 +16,4 @@ class ModelRegistry(dg.ConfigurableResource):
     pointer_root: str
 
     def for_project(self, project: str) -> Registry:
-        return Registry(self.bentoml_home, self.pointer_root, project)
+        return Registry(BentoMLStore(self.bentoml_home), self.pointer_root, project)

@@ -11,8 +11,8 @@ import psutil
 import pytest
 
 from mlplatform.definitions import PROMOTE_MODEL, REPRODUCTION, build_definitions
-from mlplatform.lib.deployment import LocalDeployment
 from mlplatform.resources import LocalServing
+from mlplatform.resources.local_server import LocalDeployment
 from mlplatform.settings import Settings
 from mlplatform_tests.defs.test_models import STRONG, WEAK, Project, materialized, metadata
 from mlplatform_tests.servers import free_port

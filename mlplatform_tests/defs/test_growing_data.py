@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
-from mlplatform.lib import evaluation, features
-from mlplatform.lib.registry import Registry
+from mlplatform.lib.evaluation import evaluation
+from mlplatform.lib.features import features
+from mlplatform.lib.registry.registry import Registry
 from mlplatform.lib.spec import load_spec
+from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.settings import Settings
 from mlplatform_tests.defs.test_models import gate
 
@@ -62,7 +64,7 @@ def test_a_challenger_trained_on_more_data_wins_on_rows_the_champion_never_saw(t
     )
     job = build_definitions(settings).resolve_job_def(MATERIALIZE_ALL)
     instance = dg.DagsterInstance.ephemeral()
-    models = Registry(settings.bentoml_home, settings.artifact_root, "curves")
+    models = Registry(BentoMLStore(settings.bentoml_home), settings.artifact_root, "curves")
 
     before = job.execute_in_process(instance=instance, raise_on_error=False)
     assert before.success

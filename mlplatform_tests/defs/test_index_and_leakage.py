@@ -11,7 +11,7 @@ import joblib
 
 from mlplatform.definitions import INGEST_BATCH, MATERIALIZE_ALL, build_definitions
 from mlplatform_tests.defs.test_assets import materialization, settings_for
-from mlplatform_tests.lib.test_index_columns import diamonds_like, r_write_csv
+from mlplatform_tests.lib.data.test_index_columns import diamonds_like, r_write_csv
 
 REGRESSION = {"task": "regression", "target": "price"}
 

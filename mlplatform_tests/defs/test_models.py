@@ -15,7 +15,8 @@ from mlplatform.definitions import (
     build_definitions,
     run_config,
 )
-from mlplatform.lib.registry import Registry
+from mlplatform.lib.registry.registry import Registry
+from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.settings import Settings
 from mlplatform_tests.conftest import EXAMPLE_CSV
 
@@ -39,7 +40,7 @@ class Project:
         )
         self.defs = build_definitions(self.settings)
         self.instance = dg.DagsterInstance.ephemeral()
-        self.registry = Registry(self.settings.bentoml_home, self.settings.artifact_root, "penguins")
+        self.registry = Registry(BentoMLStore(self.settings.bentoml_home), self.settings.artifact_root, "penguins")
 
     def run(self, job: str = MATERIALIZE_ALL, ops: dict | None = None, **sections) -> dg.ExecuteInProcessResult:
         spec = self.write_spec(f"spec-{len(list(self.tmp_path.glob('spec-*')))}.yaml", **sections)
@@ -113,7 +114,7 @@ def test_a_time_cap_that_fires_is_a_warning_in_the_step_and_in_the_report(projec
 
 
 def test_every_trained_model_is_stored_with_its_lineage(project: Project) -> None:
-    from mlplatform.lib.registry import code_hash, code_version, spec_hash
+    from mlplatform.lib.registry.registry import code_hash, code_version, spec_hash
     from mlplatform.lib.spec import load_spec
 
     result = project.run(training={"candidates": STRONG})
@@ -278,7 +279,7 @@ def test_a_candidate_that_cannot_fit_fails_its_step_naming_it(project: Project) 
     raised = failure.step_failure_data.error.cause
     assert raised.cls_name == "CandidateError"
     assert raised.message.startswith(
-        "mlplatform.lib.candidates.CandidateError: candidate 'bad' (logistic_regression) failed to fit: "
+        "mlplatform.lib.training.candidates.CandidateError: candidate 'bad' (logistic_regression) failed to fit: "
         "InvalidParameterError: The 'max_iter' parameter of LogisticRegression must be an int"
     )
     assert "Got -5 instead." in raised.message

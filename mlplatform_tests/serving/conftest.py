@@ -12,8 +12,8 @@ from types import ModuleType
 
 import pytest
 
-from mlplatform.lib import bento
 from mlplatform.lib.project_files import project_file
+from mlplatform.resources import bentos
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.models import SavedModel, save_penguins_model
 
@@ -55,12 +55,12 @@ def service_module(penguins_model: SavedModel, prediction_log_dir: Path) -> Modu
 @pytest.fixture(scope="session")
 def bento_tag(penguins_model: SavedModel) -> str:
     """The predictor bento built for the test model (``bentoml build --arg model_tag=...``)."""
-    return bento.build(penguins_model.tag, bentoml_home=os.environ["BENTOML_HOME"])
+    return bentos.build(penguins_model.tag, bentoml_home=os.environ["BENTOML_HOME"])
 
 
 @dataclass(frozen=True)
 class ServedBento:
-    server: bento.LocalServer
+    server: bentos.LocalServer
     prediction_log: Path
 
     @property
@@ -68,9 +68,9 @@ class ServedBento:
         return self.server.url
 
 
-def serve_bento(bento_tag: str, folder: Path, **environment: str) -> bento.LocalServer:
+def serve_bento(bento_tag: str, folder: Path, **environment: str) -> bentos.LocalServer:
     """``bentoml serve`` of a bento on a free loopback port, its log and prediction log under ``folder``."""
-    return bento.serve(
+    return bentos.serve(
         bento_tag,
         port=free_port(),
         bentoml_home=os.environ["BENTOML_HOME"],

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlplatform.lib import features, registry
-from mlplatform.lib.cleaning import clean
+from mlplatform.lib.data.cleaning import clean
+from mlplatform.lib.features import features
+from mlplatform.lib.registry import registry
 from mlplatform.lib.spec import default_spec_path, load_spec
-from mlplatform.lib.training import TrainedModel
+from mlplatform.lib.training.training import TrainedModel
+from mlplatform.resources.model_store import BentoMLStore
 from mlplatform_tests.models import fitted
 
 
@@ -38,7 +40,7 @@ def save_penguins_model(bentoml_home: Path) -> SavedModel:
     schema = features.input_schema(model.pipeline[0], training, spec, model.classes)
     metrics = {"f1_macro": 1.0}
     labels = registry.lineage_labels(spec=spec, data_version="test", run_id="test", metrics=metrics, model=model)
-    store = registry.Registry(bentoml_home, str(bentoml_home.parent / "artifacts"), spec.name)
+    store = registry.Registry(BentoMLStore(bentoml_home), str(bentoml_home.parent / "artifacts"), spec.name)
     version = store.save(
         model, schema=schema, labels=labels, metrics=metrics, training_rows=features.RowIds.of(training, spec)
     )

@@ -1,4 +1,4 @@
-"""mlplatform.lib.auth: the bearer-token middleware, through a real ASGI client."""
+"""mlplatform.lib.serving.auth: the bearer-token middleware, through a real ASGI client."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from mlplatform.lib.auth import BearerTokenAuth, token_matches
+from mlplatform.lib.serving.auth import BearerTokenAuth, token_matches
 
 
 async def _ok_app(scope, receive, send) -> None:

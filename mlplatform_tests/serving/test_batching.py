@@ -1,10 +1,10 @@
-"""mlplatform.lib.batching: concurrent requests share model calls and each gets its own answer."""
+"""mlplatform.lib.serving.batching: concurrent requests share model calls and each gets its own answer."""
 
 from __future__ import annotations
 
 import asyncio
 
-from mlplatform.lib.batching import MicroBatcher
+from mlplatform.lib.serving.batching import MicroBatcher
 
 
 class TestMicroBatcher:

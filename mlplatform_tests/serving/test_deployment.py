@@ -11,9 +11,9 @@ import httpx
 import psutil
 import pytest
 
-from mlplatform.lib.bento import BentoError
-from mlplatform.lib.deployment import LocalDeployment
-from mlplatform.lib.serving import request_rows
+from mlplatform.lib.serving.serving import request_rows
+from mlplatform.resources.bentos import BentoError
+from mlplatform.resources.local_server import LocalDeployment
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.models import SavedModel
 

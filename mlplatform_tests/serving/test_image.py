@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from mlplatform.lib import images
-from mlplatform.lib.serving import request_rows
+from mlplatform.lib.serving.serving import request_rows
+from mlplatform.resources import docker
 from mlplatform_tests.cluster import local_cluster, local_cluster_script
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.conftest import TOKEN
@@ -23,12 +23,12 @@ from mlplatform_tests.serving.models import SavedModel
 def test_without_a_docker_cli_no_image_is_built(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no docker on it
 
-    with pytest.raises(images.ImageError, match="no docker CLI on PATH.*local-cluster up.*MLPLATFORM_REGISTRY"):
-        images.containerize("predictor:abc", "127.0.0.1:5000", bentoml_home=tmp_path)
+    with pytest.raises(docker.ImageError, match="no docker CLI on PATH.*local-cluster up.*MLPLATFORM_REGISTRY"):
+        docker.containerize("predictor:abc", "127.0.0.1:5000", bentoml_home=tmp_path)
 
 
 def test_image_references_are_named_after_the_bento() -> None:
-    assert images.image_reference("127.0.0.1:15000/", "predictor:abc123") == "127.0.0.1:15000/predictor:abc123"
+    assert docker.image_reference("127.0.0.1:15000/", "predictor:abc123") == "127.0.0.1:15000/predictor:abc123"
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,8 @@ def cluster() -> Iterator[dict[str, str]]:
 def test_an_engine_that_does_not_answer_is_named(cluster, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
 
-    with pytest.raises(images.ImageError, match="Docker engine does not answer"):
-        images.containerize("predictor:abc", cluster["MLPLATFORM_REGISTRY"], bentoml_home=tmp_path)
+    with pytest.raises(docker.ImageError, match="Docker engine does not answer"):
+        docker.containerize("predictor:abc", cluster["MLPLATFORM_REGISTRY"], bentoml_home=tmp_path)
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_an_engine_that_does_not_answer_is_named(cluster, monkeypatch: pytest.Mo
 def test_the_bento_image_is_pushed_and_answers_like_the_pipeline(
     cluster: dict[str, str], bento_tag: str, penguins_model: SavedModel
 ) -> None:
-    image = images.containerize(bento_tag, cluster["MLPLATFORM_REGISTRY"], bentoml_home=os.environ["BENTOML_HOME"])
+    image = docker.containerize(bento_tag, cluster["MLPLATFORM_REGISTRY"], bentoml_home=os.environ["BENTOML_HOME"])
 
     assert image.reference == f"{cluster['MLPLATFORM_REGISTRY']}/{bento_tag}"
     assert image.digest.startswith(f"{cluster['MLPLATFORM_REGISTRY']}/predictor@sha256:")

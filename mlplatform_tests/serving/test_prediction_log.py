@@ -1,4 +1,4 @@
-"""mlplatform.lib.prediction_log: batched Parquet files off the request path, readable as one frame."""
+"""mlplatform.lib.serving.prediction_log: batched Parquet files off the request path, readable as one frame."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlplatform.lib.prediction_log import PredictionLog, PredictionLogError, read_prediction_log
-from mlplatform.lib.serving import RowPrediction
+from mlplatform.lib.serving.prediction_log import PredictionLog, PredictionLogError, read_prediction_log
+from mlplatform.lib.serving.serving import RowPrediction
 
 SCHEMA = {
     "project": "penguins",

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from mlplatform.lib import serving
-from mlplatform.lib.prediction_log import read_prediction_log
-from mlplatform.lib.serving import request_rows
+from mlplatform.lib.serving import serving
+from mlplatform.lib.serving.prediction_log import read_prediction_log
+from mlplatform.lib.serving.serving import request_rows
 from mlplatform_tests.serving.conftest import TOKEN, ServedBento, serve_bento
 from mlplatform_tests.serving.models import SavedModel
 

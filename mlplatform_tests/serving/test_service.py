@@ -11,8 +11,8 @@ from types import ModuleType
 import pytest
 from pydantic import ValidationError
 
-from mlplatform.lib.prediction_log import read_prediction_log
-from mlplatform.lib.serving import request_rows
+from mlplatform.lib.serving.prediction_log import read_prediction_log
+from mlplatform.lib.serving.serving import request_rows
 from mlplatform.settings import SettingsError
 from mlplatform_tests.serving.models import SavedModel
 
@@ -35,7 +35,7 @@ def rows_of(service_module: ModuleType, penguins_model: SavedModel) -> list:
 def test_it_serves_the_pinned_version(service_module: ModuleType, penguins_model: SavedModel, service) -> None:
     assert penguins_model.tag == service_module.MODEL_TAG
     assert str(service_module.Predictor.models[0].tag) == penguins_model.tag  # what `bentoml build` packs
-    assert service.predictor.tag == penguins_model.tag
+    assert service.runner.tag == penguins_model.tag
 
 
 def test_one_row(service_module: ModuleType, penguins_model: SavedModel, service) -> None:

@@ -1,4 +1,4 @@
-"""mlplatform.lib.serving: request models from a schema, the predictor, micro-batching and the token check."""
+"""mlplatform.lib.serving: request models from a schema, the model runner, micro-batching and the token check."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pydantic import ValidationError
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 
-from mlplatform.lib import serving
-from mlplatform.lib.features import fit_feature_pipeline, input_schema
-from mlplatform.lib.serving import request_rows
-from mlplatform.lib.training import TrainedModel
+from mlplatform.lib.features.features import fit_feature_pipeline, input_schema
+from mlplatform.lib.serving import serving
+from mlplatform.lib.serving.serving import request_rows
+from mlplatform.lib.training.training import TrainedModel
 from mlplatform.settings import ServingSettings, SettingsError
 from mlplatform_tests.serving.models import SavedModel
 
@@ -102,12 +102,12 @@ class TestRequestModel:
         assert "enum" not in json.dumps(model.model_json_schema())
 
 
-class TestPredictor:
+class TestModelRunner:
     def test_predictions_equal_the_pipeline_s(self, penguins_model: SavedModel) -> None:
-        predictor = serving.Predictor(penguins_model.model, penguins_model.schema, penguins_model.tag)
+        runner = serving.ModelRunner(penguins_model.model, penguins_model.schema, penguins_model.tag)
         rows = request_rows(penguins_model.holdout, penguins_model.schema)
 
-        answers = predictor.predict(rows)
+        answers = runner.predict_rows(rows)
 
         pipeline = penguins_model.model.pipeline
         assert [a["prediction"] for a in answers] == pipeline.predict(penguins_model.inputs).tolist()
@@ -116,26 +116,28 @@ class TestPredictor:
         np.testing.assert_allclose(got, expected, rtol=1e-12)
 
     def test_missing_values_are_imputed_as_in_training(self, penguins_model: SavedModel) -> None:
-        predictor = serving.Predictor(penguins_model.model, penguins_model.schema, penguins_model.tag)
-        empty = dict.fromkeys(predictor.column_names)
+        runner = serving.ModelRunner(penguins_model.model, penguins_model.schema, penguins_model.tag)
+        empty = dict.fromkeys(runner.column_names)
 
-        (answer,) = predictor.predict([empty])
+        (answer,) = runner.predict_rows([empty])
 
-        expected = penguins_model.model.pipeline.predict(pd.DataFrame([empty]).astype(predictor.frame([empty]).dtypes))
+        expected = penguins_model.model.pipeline.predict(pd.DataFrame([empty]).astype(runner.frame([empty]).dtypes))
         assert answer["prediction"] == expected[0]
         assert sum(answer["probabilities"].values()) == pytest.approx(1.0)
 
     def test_the_frame_has_the_training_columns_and_types(self, penguins_model: SavedModel) -> None:
-        predictor = serving.Predictor(penguins_model.model, penguins_model.schema, penguins_model.tag)
+        runner = serving.ModelRunner(penguins_model.model, penguins_model.schema, penguins_model.tag)
 
-        frame = predictor.frame([{**dict.fromkeys(predictor.column_names), "island": "Dream", "body_mass_g": 4000}])
+        frame = runner.frame([{**dict.fromkeys(runner.column_names), "island": "Dream", "body_mass_g": 4000}])
 
         assert list(frame.columns) == list(penguins_model.model.pipeline.feature_names_in_)
         assert frame["body_mass_g"].dtype == np.float64 and frame["bill_depth_mm"].isna().all()
         assert frame["island"].tolist() == ["Dream"] and frame["sex"].tolist() == [None]
 
     def test_no_rows_no_model_call(self, penguins_model: SavedModel) -> None:
-        assert serving.Predictor(penguins_model.model, penguins_model.schema, penguins_model.tag).predict([]) == []
+        assert (
+            serving.ModelRunner(penguins_model.model, penguins_model.schema, penguins_model.tag).predict_rows([]) == []
+        )
 
     def test_a_regressor_answers_numbers_without_probabilities(self, spec_from) -> None:
         spec = spec_from(problem={"task": "regression", "target": "price"})
@@ -144,7 +146,7 @@ class TestPredictor:
         estimator = Ridge(alpha=1e-6).fit(features.transform(training[["x", "shop"]]), training["price"])
         model = TrainedModel(Pipeline([("features", features), ("estimator", estimator)]), "Ridge", {}, 30, 0.0)
 
-        answers = serving.Predictor(model, input_schema(features, training, spec), "p:1").predict(
+        answers = serving.ModelRunner(model, input_schema(features, training, spec), "p:1").predict_rows(
             [{"x": 10.0, "shop": "a"}, {"x": None, "shop": None}]
         )
 
@@ -155,7 +157,7 @@ class TestPredictor:
         schema = {**penguins_model.schema, "columns": penguins_model.schema["columns"][:-1]}
 
         with pytest.raises(serving.ServingError, match="schema.json columns differ"):
-            serving.Predictor(penguins_model.model, schema, penguins_model.tag)
+            serving.ModelRunner(penguins_model.model, schema, penguins_model.tag)
 
 
 @pytest.mark.parametrize("tag", [None, "", "penguins", "penguins:latest"])

@@ -7,7 +7,7 @@ import pandas as pd
 from pydantic import Field
 
 from mlplatform.defs.data.batches import batch_of, latest_data_version, ledger
-from mlplatform.lib import batches, cleaning, index_columns, ingest
+from mlplatform.lib.data import batches, cleaning, index_columns, ingest
 from mlplatform.resources import ArtifactStore, ModelRegistry, ProjectSpecResource
 
 

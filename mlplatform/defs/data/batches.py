@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
-from mlplatform.lib.batches import Batch, BatchLedger
+from mlplatform.lib.data.batches import Batch, BatchLedger
 from mlplatform.lib.storage import is_local, write_atomically
 from mlplatform.resources import ArtifactStore
 

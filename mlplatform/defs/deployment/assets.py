@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass
 import dagster as dg
 import pandas as pd
 
-from mlplatform.lib import bento, serving
-from mlplatform.lib.deployment import RunningServer
-from mlplatform.lib.images import Image
-from mlplatform.lib.registry import Promotion
-from mlplatform.resources import ImageRegistry, LocalServing, ModelRegistry
+from mlplatform.lib.registry.registry import Promotion
+from mlplatform.lib.serving import serving
+from mlplatform.resources import ImageRegistry, LocalServing, ModelRegistry, bentos
+from mlplatform.resources.docker import Image
+from mlplatform.resources.local_server import RunningServer
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ def prediction_bento(
     context: dg.AssetExecutionContext, champion_model: Promotion, registry: ModelRegistry
 ) -> dg.Output[Bento]:
     """The prediction service built into a bento pinned to the champion's model version."""
-    tag = bento.build(champion_model.tag, bentoml_home=registry.bentoml_home)
+    tag = bentos.build(champion_model.tag, bentoml_home=registry.bentoml_home)
     context.log.info(f"Built bento {tag} serving {champion_model.tag}")
     return dg.Output(
         Bento(tag=tag, model_tag=champion_model.tag),
@@ -77,7 +77,7 @@ def local_deployment(
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
         if answer.get("model_tag") != prediction_bento.model_tag:
-            raise bento.BentoError(f"{url} answered for {answer.get('model_tag')}, not {prediction_bento.model_tag}")
+            raise bentos.BentoError(f"{url} answered for {answer.get('model_tag')}, not {prediction_bento.model_tag}")
 
     deployment = local_serving.deployment()
     previous = deployment.current()

@@ -2,10 +2,11 @@ import dagster as dg
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from mlplatform.lib import evaluation, leakage
-from mlplatform.lib.candidates import TunedCandidate
-from mlplatform.lib.plots import image_markdown
-from mlplatform.lib.training import TrainedModel
+from mlplatform.lib.evaluation import evaluation
+from mlplatform.lib.evaluation.plots import image_markdown
+from mlplatform.lib.quality import leakage
+from mlplatform.lib.training.candidates import TunedCandidate
+from mlplatform.lib.training.training import TrainedModel
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
 

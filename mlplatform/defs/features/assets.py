@@ -2,7 +2,7 @@ import dagster as dg
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from mlplatform.lib import features
+from mlplatform.lib.features import features
 from mlplatform.resources import ProjectSpecResource
 
 

@@ -2,7 +2,7 @@ import dagster as dg
 import pandas as pd
 
 from mlplatform.defs.data.batches import ledger
-from mlplatform.lib import quality
+from mlplatform.lib.quality import profiling
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
 
@@ -14,7 +14,7 @@ def data_profile(
     artifacts: ArtifactStore,
 ) -> dg.MaterializeResult:
     """Ranges, category sets and null fractions learned from the accepted data; the next batch is held to them."""
-    profile = quality.learn_profile(accepted_data, project.load())
+    profile = profiling.learn_profile(accepted_data, project.load())
     event = context.instance.get_latest_materialization_event(dg.AssetKey("accepted_data"))
     version = str(event.asset_materialization.metadata["data_version"].value)
     path = ledger(artifacts).save_profile(profile, version)

@@ -5,11 +5,11 @@ from sklearn.compose import ColumnTransformer
 from mlplatform.defs.data.assets import raw_batch
 from mlplatform.defs.data.batches import batch_of, ledger, local_folder
 from mlplatform.defs.features.assets import feature_pipeline
-from mlplatform.lib import feature_quality, quality
+from mlplatform.lib.quality import builders, feature_quality, gx_suites, outcomes
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
 
 
-def report_metadata(report: quality.QualityReport, docs: str | None) -> dict:
+def report_metadata(report: outcomes.QualityReport, docs: str | None) -> dict:
     """What a person needs to act without a terminal: each failing rule, its column, counts and samples."""
     metadata: dict = {
         "expectations": len(report.outcomes),
@@ -27,7 +27,7 @@ def report_metadata(report: quality.QualityReport, docs: str | None) -> dict:
     return metadata
 
 
-def check_result(report: quality.QualityReport, metadata: dict, what: str) -> dg.AssetCheckResult:
+def check_result(report: outcomes.QualityReport, metadata: dict, what: str) -> dg.AssetCheckResult:
     if report.passed:
         # The UI shows the description first: a warning (a suspected leak, say) must be readable there.
         warned = f"; {len(report.warnings)} warning(s):\n" + "\n".join(report.lines()) if report.warnings else ""
@@ -56,9 +56,9 @@ def raw_batch_is_valid(
     batch_ledger = ledger(artifacts)
     columns = [str(c) for c in raw_batch.columns]
     profile, kinds = batch_ledger.current_profile(), batch_ledger.accepted_kinds()
-    rules = quality.batch_rules(spec, columns, profile, len(raw_batch), kinds)
+    rules = builders.batch_rules(spec, columns, profile, len(raw_batch), kinds)
     with local_folder(artifacts, "quality", "docs", "raw_batch", context.run.run_id) as (folder, where):
-        report = quality.validate(raw_batch, rules, "raw_batch", docs_dir=folder)
+        report = gx_suites.validate(raw_batch, rules, "raw_batch", docs_dir=folder)
     docs = f"{where}/index.html" if report.docs_index else None
     metadata = report_metadata(report, docs)
     metadata["batch"] = batch.name

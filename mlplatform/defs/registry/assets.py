@@ -8,10 +8,12 @@ import pandas as pd
 from pydantic import Field
 
 from mlplatform.defs.data.batches import latest_data_version
-from mlplatform.lib import evaluation, features, promotion, registry
-from mlplatform.lib.registry import ModelVersion, Promotion
+from mlplatform.lib.evaluation import evaluation
+from mlplatform.lib.features import features
+from mlplatform.lib.registry import promotion, registry
+from mlplatform.lib.registry.registry import ModelVersion, Promotion
 from mlplatform.lib.spec import ProjectSpec
-from mlplatform.lib.training import TrainedModel
+from mlplatform.lib.training.training import TrainedModel
 from mlplatform.resources import ModelRegistry, ProjectSpecResource
 
 

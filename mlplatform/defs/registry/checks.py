@@ -2,8 +2,8 @@ import dagster as dg
 import pandas as pd
 
 from mlplatform.defs.registry.assets import challenger_model
-from mlplatform.lib.promotion import gate
-from mlplatform.lib.registry import ModelVersion
+from mlplatform.lib.registry.promotion import gate
+from mlplatform.lib.registry.registry import ModelVersion
 from mlplatform.resources import ModelRegistry, ProjectSpecResource
 
 

@@ -5,9 +5,9 @@ import dagster as dg
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from mlplatform.lib import candidates, training
-from mlplatform.lib.candidates import TunedCandidate
-from mlplatform.lib.evaluation import natural
+from mlplatform.lib.training import candidates, training
+from mlplatform.lib.training.candidates import TunedCandidate
+from mlplatform.lib.training.metrics import natural
 from mlplatform.resources import Compute, ProjectSpecResource
 
 

@@ -1,0 +1,1 @@
+"""Raw data in: reading sources, the batch ledger, index columns, the inferred schema, cleaning, synthetic data."""

@@ -1,0 +1,1 @@
+"""Models out: training-side evaluation report, its metrics and plots."""

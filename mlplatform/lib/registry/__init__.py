@@ -1,0 +1,1 @@
+"""The model registry (model versions and the champion pointer) and the promotion gate."""
