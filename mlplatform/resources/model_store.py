@@ -34,9 +34,11 @@ class BentoMLStore:
 
     def _store(self):
         _bentoml()
-        # BentoML's public functions (bentoml.models.create/get/list) take the store to use as the keyword
-        # _model_store; without it they use the one BENTOML_HOME named when BentoML was first used in this
-        # process, which is one home per process. This is the store BentoML's own CLI opens for a home.
+        # Private on purpose: BentoML 1.4 has no public way to open the model store of a given home. Its public
+        # functions (bentoml.models.create/get/list) use the one BENTOML_HOME named when BentoML was first used
+        # in this process, unless given another store as the keyword _model_store, and only this class builds
+        # one. The registry, the tests and the benches address several homes in one process. Going public-only
+        # means one BentoML home per process, set from Settings at every entry point (open in issue #11).
         from bentoml._internal.models.model import ModelStore
 
         return ModelStore(self.bentoml_home / "models")
