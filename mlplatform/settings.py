@@ -11,6 +11,8 @@
 | MLPLATFORM_DEPLOY | ``local`` (the champion served by ``bentoml serve``) or ``none`` | local; none in cloud |
 | MLPLATFORM_SERVE_PORT | the local deployment's port on 127.0.0.1 (the Dagster UI has 3000) | 3001 |
 | MLPLATFORM_REGISTRY | an image registry (host:port): adds the container image asset, which needs a Docker engine | — |
+| MLPLATFORM_ALERT_WEBHOOK | where alerts are POSTed (a Slack incoming webhook, or any URL taking JSON) | — (alerts are logged only) |
+| MLPLATFORM_UI_URL | the Dagster UI's address, for links to runs in alerts | http://127.0.0.1:3000 |
 
 The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
 in the bento's own folder, so relative paths would point there):
@@ -56,6 +58,8 @@ class Settings:
     serve_port: int = 3001
     image_registry: str | None = None
     api_token: str | None = field(default=None, repr=False)  # the local deployment's token, when given
+    alert_webhook: str | None = field(default=None, repr=False)  # a Slack webhook URL is itself a secret
+    ui_url: str = "http://127.0.0.1:3000"
 
     @classmethod
     def from_env(
@@ -93,6 +97,8 @@ class Settings:
             serve_port=int(port),
             image_registry=environ.get("MLPLATFORM_REGISTRY") or None,
             api_token=environ.get(API_TOKEN) or None,
+            alert_webhook=environ.get("MLPLATFORM_ALERT_WEBHOOK") or None,
+            ui_url=(environ.get("MLPLATFORM_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
         )
 
     @property

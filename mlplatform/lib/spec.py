@@ -300,6 +300,76 @@ class PromotionSettings(_Strict):
     margin: float = Field(default=0.0, ge=0.0)
 
 
+class Automation(_Strict):
+    """What starts runs without a person (``mlplatform.defs.automation``). Each trigger exists in every code
+    location, visible and switchable in the UI; these choose whether it starts on or off."""
+
+    # The sensor on the source: a new or changed file in a folder / S3 prefix (or a changed snapshot) is ingested.
+    new_data: bool = False
+    # Retraining once new data was accepted, or when monitoring asks for it (drift, decay).
+    retrain: bool = False
+    retrain_cron: str | None = None  # a cron schedule for retraining regardless of new data, e.g. "0 3 * * 1"
+    timezone: str = "UTC"  # the schedule's IANA timezone
+    # The least time between the starts of two automatic training runs; at most one runs and one waits.
+    cooldown_minutes: float = Field(default=30.0, ge=0.0)
+    sensor_seconds: int = Field(default=30, ge=5)  # how often the sensors look
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {name!r}; use an IANA name such as Europe/Paris or UTC") from None
+        return name
+
+
+class DriftSettings(_Strict):
+    """When the served inputs and predictions have drifted from what the champion was trained on. A feature
+    drifts when its effect size passes its threshold *and* the shift is significant after controlling the false
+    discovery rate across features (at 100,000 rows every shift is significant; at 50 rows none is)."""
+
+    window_hours: float = Field(default=24.0, gt=0.0)  # the logged predictions each drift report compares
+    min_rows: int = Field(default=200, ge=1)  # fewer rows in the window: no verdict
+    psi: float = Field(default=0.2, gt=0.0)  # population stability index, numbers and categories
+    ks: float = Field(default=0.1, gt=0.0, le=1.0)  # Kolmogorov-Smirnov distance D, numbers
+    cramers_v: float = Field(default=0.1, gt=0.0, le=1.0)  # Cramér's V of the chi-square test, categories
+    fdr: float = Field(default=0.05, gt=0.0, lt=1.0)  # Benjamini-Hochberg false discovery rate across features
+    # Retraining is asked for when more than this share of the features drifted, or any feature named below.
+    max_drifted_share: float = Field(default=0.3, ge=0.0, le=1.0)
+    features: tuple[str, ...] = ()
+
+
+class LabelSource(_Strict):
+    """Where ground truth for served predictions lands: files with an id and the true target."""
+
+    uri: str = Field(min_length=1)  # a folder or S3 prefix of CSV / Parquet / JSON files
+    # The column joining a label to its prediction: problem.id_column when the requests carry it, else the
+    # request_id the service answered with.
+    id_column: str | None = None
+
+
+class Freshness(_Strict):
+    """How old the accepted data and the champion may get before the UI shows them stale and an alert goes out."""
+
+    accepted_data_hours: float | None = Field(default=None, gt=0.0)
+    champion_hours: float | None = Field(default=None, gt=0.0)
+    warn_fraction: float = Field(default=0.75, gt=0.0, le=1.0)  # warn once this share of the window has passed
+
+
+class Monitoring(_Strict):
+    drift: DriftSettings = DriftSettings()
+    labels: LabelSource | None = None
+    # How much worse the live primary metric may get than the champion's holdout metric, in the metric's
+    # units (0.05 of f1_macro, 2.0 of rmse), before retraining and an alert; None: decay is reported only.
+    max_decay: float | None = Field(default=None, ge=0.0)
+    min_labelled: int = Field(default=50, ge=1)  # fewer labelled predictions: no live metric
+    every_minutes: float = Field(default=60.0, gt=0.0)  # how often the monitoring assets are refreshed
+    freshness: Freshness = Freshness()
+
+
 class ProjectSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
     problem: Problem
@@ -309,6 +379,8 @@ class ProjectSpec(_Strict):
     training: Training = Training()
     evaluation: EvaluationSettings = EvaluationSettings()
     promotion: PromotionSettings = PromotionSettings()
+    automation: Automation = Automation()
+    monitoring: Monitoring = Monitoring()
     # Set by the loader, not written by users: relative paths in the spec are relative to its file.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
