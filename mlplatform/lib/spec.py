@@ -308,6 +308,8 @@ class Automation(_Strict):
     new_data: bool = False
     # Retraining once new data was accepted, or when monitoring asks for it (drift, decay).
     retrain: bool = False
+    # Refreshing the monitoring assets (drift, live performance) every monitoring.every_minutes.
+    monitor: bool = False
     retrain_cron: str | None = None  # a cron schedule for retraining regardless of new data, e.g. "0 3 * * 1"
     timezone: str = "UTC"  # the schedule's IANA timezone
     # The least time between the starts of two automatic training runs; at most one runs and one waits.

@@ -1,0 +1,1 @@
+"""Monitoring computations without Dagster: drift statistics, live metrics, alerts."""
