@@ -151,6 +151,12 @@ def _read_one(
     return Batch(content_id(payload), name, path, frame, payload, appends)
 
 
+def _since_last_snapshot(entries: list[dict]) -> list[dict]:
+    """The manifest entries whose rows make up the training data: the last snapshot and the batches after it."""
+    starts = [i for i, entry in enumerate(entries) if not entry["appends"]]
+    return entries[starts[-1] :] if starts else entries
+
+
 class BatchLedger:
     """Accepted batches, quarantined batches and learned profiles, under one root (a folder or s3://)."""
 
@@ -184,6 +190,8 @@ class BatchLedger:
         entries = self.manifest()
         if entries and entries[-1]["batch_id"] == batch.batch_id:
             return False
+        if batch.appends and any(e["batch_id"] == batch.batch_id for e in _since_last_snapshot(entries)):
+            return False  # already in the training data (a, b, then a again): its rows must not count twice
         # The checks should have stopped such a batch; should one slip through, appending it would leave
         # training data that no later run can read. It is quarantined so that it is not offered again.
         problems = schema.conflicts(self.accepted_kinds() if batch.appends else {}, batch.frame)
@@ -216,16 +224,14 @@ class BatchLedger:
         entries = self.manifest()
         if not entries:
             raise LookupError(f"no batch has been accepted yet under {self.root}")
-        start = max((i for i, e in enumerate(entries) if not e["appends"]), default=0)
-        return self._frame_of([e["batch_id"] for e in entries[start:]])
+        return self._frame_of([e["batch_id"] for e in _since_last_snapshot(entries)])
 
     def accepted_kinds(self) -> dict[str, tuple[str, str]]:
         """Column -> (kind, Parquet type) of the training data, from the accepted batches' Parquet footers
         (no rows are read). A column empty in every batch so far is "empty"."""
-        entries = self.manifest()
-        start = max((i for i, e in enumerate(entries) if not e["appends"]), default=0)
+        entries = _since_last_snapshot(self.manifest())
         kinds: dict[str, tuple[str, str]] = {}
-        for entry in entries[start:]:
+        for entry in entries:
             with (self.root / "accepted" / entry["batch_id"] / "data.parquet").open("rb") as handle:
                 found = schema.kinds_of_parquet(pq.ParquetFile(handle).metadata)
             for name, (kind, data_type) in found.items():
@@ -236,11 +242,10 @@ class BatchLedger:
     def record_version(self, data_version: str) -> UPath:
         """Remember which accepted batches make up ``data_version`` (the current training data), so that
         ``frame_at`` can rebuild it exactly after later batches have changed the training data."""
-        entries = self.manifest()
-        start = max((i for i, e in enumerate(entries) if not e["appends"]), default=0)
+        entries = _since_last_snapshot(self.manifest())
         path = self.root / "versions" / f"{data_version}.json"
         if not path.exists():
-            write_json(path, {"data_version": data_version, "batch_ids": [e["batch_id"] for e in entries[start:]]})
+            write_json(path, {"data_version": data_version, "batch_ids": [e["batch_id"] for e in entries]})
         return path
 
     def frame_at(self, data_version: str) -> pd.DataFrame:

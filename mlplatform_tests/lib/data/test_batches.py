@@ -111,6 +111,16 @@ def test_the_same_batch_accepted_again_is_not_added_twice(ledger: BatchLedger) -
     assert len(ledger.accepted_frame()) == 3
 
 
+def test_a_batch_delivered_again_after_another_is_not_added_twice(ledger: BatchLedger) -> None:
+    assert ledger.accept(batch("a", rows(1.0)), "run-a")
+    assert ledger.accept(batch("b", rows(2.0)), "run-b")
+
+    assert ledger.accept(batch("a", rows(1.0)), "run-a again") is False
+
+    assert [entry["batch_id"] for entry in ledger.manifest()] == ["first", "a", "b"]
+    assert ledger.accepted_frame()["depth"].tolist() == [61.5, 59.8, 1.0, 2.0]
+
+
 def test_the_ledger_knows_accepted_and_quarantined_batches_only(ledger: BatchLedger) -> None:
     ledger.quarantine(batch("bad", rows(1.0)), {"stage": "validation", "reasons": ["column 'depth': ..."]})
 
