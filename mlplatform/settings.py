@@ -11,7 +11,7 @@
 | MLPLATFORM_DEPLOY | ``local`` (the champion served by ``bentoml serve``) or ``none`` | local; none in cloud |
 | MLPLATFORM_SERVE_PORT | the local deployment's port on 127.0.0.1 (the Dagster UI has 3000) | 3001 |
 | MLPLATFORM_REGISTRY | an image registry (host:port): adds the container image asset, which needs a Docker engine | — |
-| MLPLATFORM_ALERT_WEBHOOK | where alerts are POSTed (a Slack incoming webhook, or any URL taking JSON) | — (alerts are logged only) |
+| MLPLATFORM_ALERT_WEBHOOK | where alerts are POSTed (a Slack incoming webhook or any JSON endpoint) | — (log only) |
 | MLPLATFORM_UI_URL | the Dagster UI's address, for links to runs in alerts | http://127.0.0.1:3000 |
 
 The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
