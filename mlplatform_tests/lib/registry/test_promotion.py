@@ -8,6 +8,7 @@ import pytest
 from mlplatform.lib.evaluation import evaluation
 from mlplatform.lib.features import features
 from mlplatform.lib.features.features import RowIds, split
+from mlplatform.lib.monitoring.reference import reference_sample
 from mlplatform.lib.registry import registry
 from mlplatform.lib.registry.promotion import ComparedRows, gate, judge
 from mlplatform.lib.registry.registry import Registry
@@ -116,7 +117,14 @@ class TestGate:
         model = fitted(rows, spec)
         schema = features.input_schema(model.pipeline.named_steps["features"], rows, spec)
         labels = registry.lineage_labels(spec=spec, data_version="d", run_id="r", metrics={}, model=model)
-        version = models.save(model, schema=schema, labels=labels, metrics={}, training_rows=RowIds.of(rows, spec))
+        version = models.save(
+            model,
+            schema=schema,
+            labels=labels,
+            metrics={},
+            training_rows=RowIds.of(rows, spec),
+            reference=reference_sample(model, rows, schema),
+        )
         if promote:
             models.promote(version.tag, kind="gate", by="test", reason="first")
         return version
