@@ -27,8 +27,7 @@ def challenger_model(
     project: ProjectSpecResource,
     registry: ModelRegistry,
 ) -> dg.Output[ModelVersion]:
-    """This run's model in BentoML's model store, with its lineage, training row ids and a reference sample of
-    its training inputs and predictions (for the drift monitor), awaiting the gate."""
+    """This run's model in BentoML's model store, with its lineage, training row ids and drift reference sample."""
     spec = project.load()
     schema = features.input_schema(
         trained_model.pipeline.named_steps["features"], training_data, spec, trained_model.classes

@@ -161,10 +161,9 @@ def compare(
             f"monitoring.drift.features names {unknown}, not an input of {model_tag} or {PREDICTION!r} "
             f"(compared: {names})"
         )
-    for side, frame in (("reference sample", reference), ("served rows", current)):
-        absent = [name for name in names if name not in frame.columns]
-        if absent:
-            raise DriftError(f"the {side} of {model_tag} lack column(s) {absent}")
+    absent = [name for name in names if name not in reference.columns]
+    if absent:
+        raise DriftError(f"the reference sample of {model_tag} lacks column(s) {absent}")
     if len(current) < settings.min_rows:
         return DriftReport(
             model_tag,
@@ -173,6 +172,9 @@ def compare(
             no_verdict=f"{len(current)} served row(s) of {model_tag} in the window, fewer than "
             f"monitoring.drift.min_rows ({settings.min_rows}): no verdict",
         )
+    absent = [name for name in names if name not in current.columns]
+    if absent:
+        raise DriftError(f"the served rows of {model_tag} lack column(s) {absent}")
     if reference.empty:
         raise DriftError(f"the reference sample of {model_tag} has no rows")
     measured = [_measure(column, reference[column.name], current[column.name]) for column in columns]

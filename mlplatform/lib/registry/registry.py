@@ -275,6 +275,10 @@ class Registry:
             return None
         return RowIds(np.load(path, allow_pickle=False), basis)
 
+    def schema(self, tag: str) -> dict:
+        """The input schema stored with ``tag``, without loading its model."""
+        return json.loads((self._get(tag).path / SCHEMA_FILE).read_text())
+
     def reference(self, tag: str) -> pd.DataFrame | None:
         """The reference sample stored with ``tag`` (its training inputs and its predictions on them); None for a
         version stored before they were kept."""
