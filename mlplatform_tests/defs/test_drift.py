@@ -18,7 +18,7 @@ from mlplatform.lib.data import cleaning, synthetic
 from mlplatform.lib.registry import registry
 from mlplatform.lib.registry.registry import Registry
 from mlplatform.lib.serving.prediction_log import PredictionLog
-from mlplatform.lib.serving.serving import ModelRunner
+from mlplatform.lib.serving.serving import ModelRunner, request_rows
 from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.resources.predictions import PredictionLogs
 from mlplatform.settings import Settings
@@ -59,10 +59,7 @@ class Monitored:
 
     def serve(self, frame: pd.DataFrame, tag: str | None = None) -> None:
         """Log ``frame``'s rows with the champion's answers, as the service does (``tag``: as another version)."""
-        rows = [
-            {name: (None if pd.isna(value) else value) for name, value in row.items()}
-            for row in frame[self.runner.column_names].to_dict("records")
-        ]
+        rows = request_rows(frame, self.schema)
         log = PredictionLog(self.settings.prediction_log, schema=self.schema, model_tag=tag or self.runner.tag)
         log.append(rows, self.runner.predict_rows(rows), endpoint="predict_batch", latency_ms=1.0)
         log.close()
