@@ -45,6 +45,7 @@ from bench.common import FIXED_TRAINING, Target
 from mlplatform.lib.data import batches, cleaning, ingest
 from mlplatform.lib.evaluation import evaluation
 from mlplatform.lib.features import features
+from mlplatform.lib.monitoring.reference import reference_sample
 from mlplatform.lib.quality import builders, feature_quality, gx_suites, outcomes, profiling
 from mlplatform.lib.registry import promotion, registry
 from mlplatform.lib.registry.registry import Registry
@@ -152,6 +153,7 @@ def plain_pipeline(spec_path: Path, home: Path) -> dict:
             labels=labels,
             metrics=result.metrics,
             training_rows=features.RowIds.of(training_rows, spec),
+            reference=reference_sample(model, training_rows, schema),
         )
     with stage("challenger_model_challenger_beats_champion"):
         spec = load_spec(spec_path)

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from mlplatform.defs import monitoring
+from mlplatform.defs.automation.monitor import MONITOR_JOB, monitor_sensor
 from mlplatform.defs.data import assets as data_assets
 from mlplatform.defs.deployment import assets as deployment_assets
 from mlplatform.defs.evaluation import assets as evaluation_assets
 from mlplatform.defs.features import assets as feature_assets
+from mlplatform.defs.monitoring import drift as drift_monitoring
 from mlplatform.defs.progress import progress_logger
 from mlplatform.defs.quality import assets as quality_assets
 from mlplatform.defs.quality import checks as quality_checks
@@ -25,6 +28,7 @@ from mlplatform.resources import (
     ModelRegistry,
     ProjectSpecResource,
 )
+from mlplatform.resources.predictions import PredictionLogs
 from mlplatform.settings import Settings
 
 MATERIALIZE_ALL = "materialize_all"
@@ -34,6 +38,8 @@ PROMOTE_MODEL = "promote_model"
 REPRODUCE_MODEL = "reproduce_model"
 DEPLOY_CHAMPION = "deploy_champion"
 INGESTION = dg.AssetSelection.assets("raw_batch", "accepted_data", "data_profile")
+# Watching the served model: refreshed by the monitor job (and its sensor), never by a training run.
+MONITORING = dg.AssetSelection.groups(monitoring.GROUP)
 # From cleaning to a stored challenger: what retraining at a recorded data version re-runs (never promoting).
 REPRODUCTION = (
     dg.AssetSelection.assets("cleaned_data").downstream() - dg.AssetSelection.assets("champion_model").downstream()
@@ -48,6 +54,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": ArtifactIOManager(root=settings.artifact_root),
         "registry": ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root),
         "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
+        "prediction_logs": PredictionLogs(folder=str(settings.prediction_log)),
     }
     if settings.deploy == "local":
         resources["local_serving"] = LocalServing.for_settings(settings)
@@ -78,7 +85,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             {"start_method": {"forkserver": {"preload_modules": ["mlplatform.definitions"]}}},
             name="multiprocess_forkserver",
         )
-    domains = [data_assets, quality_assets, feature_assets, training_assets, evaluation_assets, registry_assets]
+    domains = [
+        data_assets,
+        quality_assets,
+        feature_assets,
+        training_assets,
+        evaluation_assets,
+        registry_assets,
+        drift_monitoring,
+    ]
     deployment = deployment_assets_for(settings)
     deploy_jobs = []
     if deployment:
@@ -91,13 +106,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         )
     return dg.Definitions(
         assets=[*dg.load_assets_from_modules(domains), *deployment],
-        asset_checks=dg.load_asset_checks_from_modules([quality_checks, registry_checks]),
+        asset_checks=dg.load_asset_checks_from_modules([quality_checks, registry_checks, drift_monitoring]),
         jobs=[
             *deploy_jobs,
             dg.define_asset_job(
                 MATERIALIZE_ALL,
-                selection=dg.AssetSelection.all(),
-                description="Every asset, from ingestion to the champion and what serves it.",
+                selection=dg.AssetSelection.all() - MONITORING,
+                description="Every asset, from ingestion to the champion and what serves it (monitoring has its "
+                "own job).",
             ),
             dg.define_asset_job(
                 INGEST_BATCH,
@@ -106,15 +122,21 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             dg.define_asset_job(
                 TRAIN_AND_EVALUATE,
-                selection=dg.AssetSelection.all() - INGESTION,
+                selection=dg.AssetSelection.all() - INGESTION - MONITORING,
                 description="Everything downstream of the accepted data: cleaning, features, candidates, the "
                 "chosen model, its report, the registry, the promotion gate and the deployment.",
             ),
             dg.define_asset_job(
                 PROMOTE_MODEL,
-                selection=dg.AssetSelection.assets("champion_model").downstream(),
+                selection=dg.AssetSelection.assets("champion_model").downstream() - MONITORING,
                 description="Promote a stored model version, or roll back, by hand: set ops.champion_model.config "
                 "(tag, rollback, reason, requested_by). What serves the champion is rebuilt and replaced.",
+            ),
+            dg.define_asset_job(
+                MONITOR_JOB,
+                selection=MONITORING,
+                description="Compare what the champion serves with what it was trained on: drift of its inputs and "
+                "predictions, and its live performance once labels land.",
             ),
             dg.define_asset_job(
                 REPRODUCE_MODEL,
@@ -123,6 +145,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 "store the result beside the original, without promoting it.",
             ),
         ],
+        sensors=[monitor_sensor(settings.spec_path)],
         resources=build_resources(settings),
         executor=executor,
         loggers={"console": dg.colored_console_logger, "progress": progress_logger},

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mlplatform.lib.features.features import fit_feature_pipeline
+from mlplatform.lib.features.features import RowIds, fit_feature_pipeline, input_schema
+from mlplatform.lib.monitoring.reference import reference_sample
+from mlplatform.lib.registry.registry import ModelVersion, Registry, lineage_labels
 from mlplatform.lib.spec import Candidate, ProjectSpec
 from mlplatform.lib.training import candidates
 from mlplatform.lib.training.training import TrainedModel, ship
@@ -24,3 +26,18 @@ def fitted(training: pd.DataFrame, spec: ProjectSpec, estimator: str | None = No
         spec,
     )
     return ship(tuned, features, len(training))
+
+
+def save_version(models: Registry, spec: ProjectSpec, model: TrainedModel, training: pd.DataFrame) -> ModelVersion:
+    """``model`` stored in ``models`` as the graph stores it: its input schema, lineage labels (data version "d",
+    run "r", no metrics), training row ids and reference sample."""
+    schema = input_schema(model.pipeline.named_steps["features"], training, spec, model.classes)
+    labels = lineage_labels(spec=spec, data_version="d", run_id="r", metrics={}, model=model)
+    return models.save(
+        model,
+        schema=schema,
+        labels=labels,
+        metrics={},
+        training_rows=RowIds.of(training, spec),
+        reference=reference_sample(model, training, schema),
+    )

@@ -16,7 +16,7 @@ import pytest
 from bench import common
 from bench.common import Target
 
-BENCHES = ["pipeline", "quality", "search", "serving", "threads"]
+BENCHES = ["drift", "pipeline", "quality", "search", "serving", "threads"]
 SMOKE_SECONDS = 240  # each takes 10-60 s on 2 shared cores; far more means something hangs
 RATIO_LINE = re.compile(r"^ratio .+: \d+\.\d+x", re.MULTILINE)
 

@@ -24,6 +24,7 @@ FROM_THE_WHEEL = textwrap.dedent(
     from mlplatform.resources.model_store import BentoMLStore
     from mlplatform.lib.training import candidates, training
     from mlplatform.lib.features import features
+    from mlplatform.lib.monitoring.reference import reference_sample
     from mlplatform.lib.registry import registry
     from mlplatform.lib.data.cleaning import clean
     from mlplatform.lib.project_files import project_file
@@ -44,7 +45,14 @@ FROM_THE_WHEEL = textwrap.dedent(
     schema = features.input_schema(pipeline, train, spec, model.classes)
     labels = registry.lineage_labels(spec=spec, data_version="wheel", run_id="wheel", metrics={}, model=model)
     store = registry.Registry(BentoMLStore(home / "bentoml"), str(home / "artifacts"), spec.name)
-    version = store.save(model, schema=schema, labels=labels, metrics={}, training_rows=features.RowIds.of(train, spec))
+    version = store.save(
+        model,
+        schema=schema,
+        labels=labels,
+        metrics={},
+        training_rows=features.RowIds.of(train, spec),
+        reference=reference_sample(model, train, schema),
+    )
     tag = bentos.build(version.tag, bentoml_home=home / "bentoml")
 
     import bentoml  # BENTOML_HOME is home/bentoml, the store the bento was built into

@@ -3,7 +3,14 @@
 import dagster as dg
 import pytest
 
-from mlplatform.definitions import MATERIALIZE_ALL, PROMOTE_MODEL, REPRODUCE_MODEL, build_definitions
+from mlplatform.definitions import (
+    MATERIALIZE_ALL,
+    PROMOTE_MODEL,
+    REPRODUCE_MODEL,
+    TRAIN_AND_EVALUATE,
+    build_definitions,
+)
+from mlplatform.defs.automation.monitor import MONITOR_JOB
 from mlplatform.settings import Settings
 
 LINEAGE = {
@@ -19,6 +26,7 @@ LINEAGE = {
     "evaluation_report": {"trained_model", "candidate_models", "feature_pipeline", "training_data", "holdout_data"},
     "challenger_model": {"trained_model", "evaluation_report", "training_data"},
     "champion_model": {"challenger_model", "holdout_data"},
+    "prediction_drift": {"champion_model"},
 }
 GROUPS = {
     "raw_batch": "data",
@@ -33,7 +41,9 @@ GROUPS = {
     "evaluation_report": "evaluation",
     "challenger_model": "registry",
     "champion_model": "registry",
+    "prediction_drift": "monitoring",
 }
+MONITORING = {key for key, group in GROUPS.items() if group == "monitoring"}
 
 
 @pytest.fixture
@@ -62,21 +72,28 @@ def test_groups_kinds_and_descriptions(graph: dg.Definitions) -> None:
         assert spec.description and "\n" not in spec.description.strip(), f"{key} needs a one-line description"
 
 
-def test_materialize_all_job_covers_every_asset(graph: dg.Definitions) -> None:
+def test_materialize_all_job_covers_every_asset_but_monitoring_which_has_its_own(graph: dg.Definitions) -> None:
     job = graph.resolve_job_def(MATERIALIZE_ALL)
-    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == set(LINEAGE)
+    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == set(LINEAGE) - MONITORING
+    monitor = graph.resolve_job_def(MONITOR_JOB)
+    assert {key.to_user_string() for key in monitor.asset_layer.selected_asset_keys} == MONITORING
+    assert "prediction_drift_inputs_have_not_drifted" in monitor.graph.node_dict
+    train = graph.resolve_job_def(TRAIN_AND_EVALUATE)
+    assert not MONITORING & {key.to_user_string() for key in train.asset_layer.selected_asset_keys}
 
 
-def test_quality_gates_are_blocking_checks(graph: dg.Definitions) -> None:
+def test_quality_gates_are_blocking_checks_and_drift_only_warns(graph: dg.Definitions) -> None:
     checks = {
-        key.asset_key.to_user_string(): key.name for check in graph.asset_checks or [] for key in check.check_keys
+        key.asset_key.to_user_string(): (key.name, spec.blocking)
+        for check in graph.asset_checks or []
+        for key, spec in zip(check.check_keys, check.check_specs, strict=True)
     }
     assert checks == {
-        "raw_batch": "raw_batch_is_valid",
-        "feature_pipeline": "features_are_valid",
-        "challenger_model": "challenger_beats_champion",
+        "raw_batch": ("raw_batch_is_valid", True),
+        "feature_pipeline": ("features_are_valid", True),
+        "challenger_model": ("challenger_beats_champion", True),
+        "prediction_drift": ("inputs_have_not_drifted", False),
     }
-    assert all(spec.blocking for check in graph.asset_checks for spec in check.check_specs)
 
 
 def test_the_registry_jobs_select_what_they_change(graph: dg.Definitions) -> None:

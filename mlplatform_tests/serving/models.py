@@ -12,6 +12,7 @@ import pandas as pd
 
 from mlplatform.lib.data.cleaning import clean
 from mlplatform.lib.features import features
+from mlplatform.lib.monitoring.reference import reference_sample
 from mlplatform.lib.registry import registry
 from mlplatform.lib.spec import default_spec_path, load_spec
 from mlplatform.lib.training.training import TrainedModel
@@ -42,6 +43,11 @@ def save_penguins_model(bentoml_home: Path) -> SavedModel:
     labels = registry.lineage_labels(spec=spec, data_version="test", run_id="test", metrics=metrics, model=model)
     store = registry.Registry(BentoMLStore(bentoml_home), str(bentoml_home.parent / "artifacts"), spec.name)
     version = store.save(
-        model, schema=schema, labels=labels, metrics=metrics, training_rows=features.RowIds.of(training, spec)
+        model,
+        schema=schema,
+        labels=labels,
+        metrics=metrics,
+        training_rows=features.RowIds.of(training, spec),
+        reference=reference_sample(model, training, schema),
     )
     return SavedModel(version.tag, model, schema, holdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -126,3 +127,21 @@ def test_an_input_column_named_like_a_log_column_is_refused(tmp_path: Path) -> N
 
 def test_reading_a_project_that_logged_nothing_gives_an_empty_frame(tmp_path: Path) -> None:
     assert read_prediction_log(tmp_path, "penguins").empty
+
+
+def test_reading_since_a_time_skips_older_days_and_rows_and_reads_only_the_columns_asked(tmp_path: Path) -> None:
+    earlier = PredictionLog(tmp_path, schema=SCHEMA, model_tag="penguins:v1", flush_seconds=60)
+    earlier.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=1.0)
+    earlier.close()
+    since = datetime.now(UTC)
+    later = PredictionLog(tmp_path, schema=SCHEMA, model_tag="penguins:v2", flush_seconds=60)
+    later.append(ROWS[:1], ANSWERS[:1], endpoint="predict", latency_ms=1.0)
+    later.close()
+    old_day = tmp_path / "penguins" / "date=2020-01-01"
+    old_day.mkdir()
+    (old_day / "20200101T000000000000Z-1-deadbeef.parquet").write_text("not parquet: a day before is never opened")
+
+    frame = read_prediction_log(tmp_path, "penguins", since=since, columns=["island", "model_tag"])
+
+    assert frame.to_dict("records") == [{"island": "Dream", "model_tag": "penguins:v2"}]
+    assert len(read_prediction_log(tmp_path, "penguins", since=since - timedelta(hours=1), columns=["island"])) == 3

@@ -10,6 +10,7 @@ from pydantic import Field
 from mlplatform.defs.data.batches import latest_data_version
 from mlplatform.lib.evaluation import evaluation
 from mlplatform.lib.features import features
+from mlplatform.lib.monitoring.reference import reference_sample
 from mlplatform.lib.registry import promotion, registry
 from mlplatform.lib.registry.registry import ModelVersion, Promotion
 from mlplatform.lib.spec import ProjectSpec
@@ -17,7 +18,7 @@ from mlplatform.lib.training.training import TrainedModel
 from mlplatform.resources import ModelRegistry, ProjectSpecResource
 
 
-@dg.asset(group_name="registry", kinds={"bentoml"}, code_version="1")
+@dg.asset(group_name="registry", kinds={"bentoml"}, code_version="2")
 def challenger_model(
     context: dg.AssetExecutionContext,
     trained_model: TrainedModel,
@@ -26,7 +27,7 @@ def challenger_model(
     project: ProjectSpecResource,
     registry: ModelRegistry,
 ) -> dg.Output[ModelVersion]:
-    """This run's model in BentoML's model store, with its lineage and training row ids, awaiting the gate."""
+    """This run's model in BentoML's model store, with its lineage, training row ids and drift reference sample."""
     spec = project.load()
     schema = features.input_schema(
         trained_model.pipeline.named_steps["features"], training_data, spec, trained_model.classes
@@ -38,6 +39,7 @@ def challenger_model(
         labels=labels,
         metrics=evaluation_report.metrics,
         training_rows=features.RowIds.of(training_data, spec),
+        reference=reference_sample(trained_model, training_data, schema),
     )
     context.log.info(f"Stored {version.tag} ({trained_model.estimator_name}) in {registry.bentoml_home}")
     return dg.Output(

@@ -15,7 +15,7 @@ from sklearn.calibration import calibration_curve
 MAX_POINTS = 20_000
 
 
-def _png(figure: Figure) -> bytes:
+def figure_png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return buffer.getvalue()
@@ -34,7 +34,7 @@ def confusion_matrix_png(truth, predicted, classes) -> bytes:
     axes = figure.subplots()
     skm.ConfusionMatrixDisplay(matrix, display_labels=labels).plot(ax=axes, colorbar=False, cmap="Blues")
     axes.set_title("Confusion matrix (holdout)")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _one_vs_rest(
@@ -62,7 +62,7 @@ def roc_pr_png(truth, probabilities: np.ndarray, classes, positive: str | None =
     roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
     roc.set_title("ROC (holdout, one vs rest)")
     pr.set_title("Precision-recall (holdout, one vs rest)")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def calibration_png(truth, probabilities: np.ndarray, classes, bins: int = 10) -> bytes:
@@ -89,7 +89,7 @@ def calibration_png(truth, probabilities: np.ndarray, classes, bins: int = 10) -
         ylim=(0, 1.02),
     )
     axes.legend(loc="lower right")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def residuals_png(truth, predicted) -> bytes:
@@ -106,7 +106,7 @@ def residuals_png(truth, predicted) -> bytes:
     low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
     right.plot([low, high], [low, high], color="black", linewidth=0.8)
     right.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (holdout)")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def importance_png(importance: pd.DataFrame, metric: str) -> bytes:
@@ -115,4 +115,4 @@ def importance_png(importance: pd.DataFrame, metric: str) -> bytes:
     axes = figure.subplots()
     axes.barh(shown["feature"], shown["importance"], xerr=shown["std"], color="#4c72b0")
     axes.set(xlabel=f"drop in {metric} when shuffled", title="Permutation feature importance (holdout)")
-    return _png(figure)
+    return figure_png(figure)

@@ -1,9 +1,11 @@
 """The model registry: every trained model in a model store (BentoML's, today), and a champion pointer beside it.
 
 A model version is a BentoML model (``<project>:<version>``) holding the shipped scikit-learn pipeline
-(``model.joblib``: feature pipeline + estimator), its input schema (``schema.json``) and the ids of the rows it
-was trained on (``training_rows.npy``, so the promotion gate can leave them out of a comparison), labelled with
-where it came from: data version, code version, spec hash, holdout metrics, Dagster run id and training time.
+(``model.joblib``: feature pipeline + estimator), its input schema (``schema.json``), the ids of the rows it
+was trained on (``training_rows.npy``, so the promotion gate can leave them out of a comparison) and a
+reference sample of its training inputs with its predictions on them (``reference.parquet``, what the drift
+monitor compares served traffic with: ``mlplatform.lib.monitoring.reference``), labelled with where it came
+from: data version, code version, spec hash, holdout metrics, Dagster run id and training time.
 
 The store is an interface (``ModelStore``): the registry never names BentoML; its one kind today,
 ``mlplatform.resources.model_store.BentoMLStore``, is handed in by whoever opens the registry.
@@ -27,16 +29,18 @@ from typing import Literal, Protocol
 
 import joblib
 import numpy as np
+import pandas as pd
 from upath import UPath
 
 from mlplatform.lib.features.features import RowIds
 from mlplatform.lib.spec import ProjectSpec
-from mlplatform.lib.storage import read_json, write_atomically, write_json
+from mlplatform.lib.storage import read_json, write_atomically, write_json, write_parquet
 from mlplatform.lib.training.training import TrainedModel
 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
 TRAINING_ROWS_FILE = "training_rows.npy"
+REFERENCE_FILE = "reference.parquet"
 PromotionKind = Literal["gate", "manual", "rollback"]
 
 
@@ -214,10 +218,11 @@ class Registry:
         labels: dict[str, str],
         metrics: dict[str, float],
         training_rows: RowIds,
+        reference: pd.DataFrame,
     ) -> ModelVersion:
         """Store the model as a new version of the project's model (metrics at full precision in its
-        metadata, rounded in its labels) with the ids of its training rows; returns what the registry now knows
-        of it."""
+        metadata, rounded in its labels) with the ids of its training rows and its reference sample
+        (``mlplatform.lib.monitoring.reference.reference_sample``); returns what the registry now knows of it."""
         with self.store.create(
             self.project,
             labels=labels,
@@ -227,11 +232,13 @@ class Registry:
                 "metrics": metrics,
                 "parameters": json.dumps(model.parameters, default=str),
                 "training_rows": {"basis": training_rows.basis, "rows": len(training_rows.values)},
+                "reference_rows": len(reference),
             },
         ) as stored:
             joblib.dump(model, stored.path / MODEL_FILE)
             (stored.path / SCHEMA_FILE).write_text(json.dumps(schema, indent=2))
             np.save(stored.path / TRAINING_ROWS_FILE, np.unique(training_rows.values.astype(np.uint64)))
+            write_parquet(reference, stored.path / REFERENCE_FILE)
         return self.version(stored.tag)
 
     def version(self, tag: str) -> ModelVersion:
@@ -267,6 +274,16 @@ class Registry:
         if not path.exists() or basis is None:
             return None
         return RowIds(np.load(path, allow_pickle=False), basis)
+
+    def schema(self, tag: str) -> dict:
+        """The input schema stored with ``tag``, without loading its model."""
+        return json.loads((self._get(tag).path / SCHEMA_FILE).read_text())
+
+    def reference(self, tag: str) -> pd.DataFrame | None:
+        """The reference sample stored with ``tag`` (its training inputs and its predictions on them); None for a
+        version stored before they were kept."""
+        path = self._get(tag).path / REFERENCE_FILE
+        return pd.read_parquet(path) if path.exists() else None
 
     def _get(self, tag: str) -> StoredVersion:
         check_pinned(tag)

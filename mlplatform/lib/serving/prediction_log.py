@@ -180,18 +180,32 @@ def _arrow_type(column: dict) -> pa.DataType:
     return pa.bool_() if column["type"] == "bool" else pa.string()
 
 
-def read_prediction_log(folder: str | Path, project: str) -> pd.DataFrame:
-    """Every logged prediction of a project, oldest file first (an empty frame when none was logged)."""
+def read_prediction_log(
+    folder: str | Path, project: str, *, since: datetime | None = None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Every logged prediction of a project, oldest file first (an empty frame when none was logged); with
+    ``since`` (aware), only the rows logged then or later, reading no day folder before it; with ``columns``,
+    only those columns."""
     root = UPath(folder) / project
     if not root.exists():
         return pd.DataFrame()
+    first_day = f"date={since.astimezone(UTC):%Y-%m-%d}" if since is not None else ""
     files = sorted(
-        (path for path in root.glob("date=*/*.parquet") if not path.name.startswith(".")), key=lambda p: p.name
+        (
+            path
+            for path in root.glob("date=*/*.parquet")
+            if not path.name.startswith(".") and path.parent.name >= first_day
+        ),
+        key=lambda p: p.name,
     )
     if not files:
         return pd.DataFrame()
+    filters = [("logged_at", ">=", pd.Timestamp(since).tz_convert(UTC))] if since is not None else None
     frames = []
     for path in files:
         with path.open("rb") as file:  # a local file or an object in S3 alike
-            frames.append(pd.read_parquet(file, dtype_backend="numpy_nullable"))
+            # a file of another model version may lack a column asked for: it comes out missing in those rows
+            held = None if columns is None else [c for c in columns if c in pq.read_schema(file).names]
+            file.seek(0)
+            frames.append(pd.read_parquet(file, dtype_backend="numpy_nullable", columns=held, filters=filters))
     return pd.concat(frames, ignore_index=True)

@@ -6,13 +6,12 @@ import pandas as pd
 import pytest
 
 from mlplatform.lib.evaluation import evaluation
-from mlplatform.lib.features import features
-from mlplatform.lib.features.features import RowIds, split
+from mlplatform.lib.features.features import split
 from mlplatform.lib.registry import registry
 from mlplatform.lib.registry.promotion import ComparedRows, gate, judge
 from mlplatform.lib.registry.registry import Registry
 from mlplatform.resources.model_store import BentoMLStore
-from mlplatform_tests.models import fitted
+from mlplatform_tests.models import fitted, save_version
 
 CLASSIFY = {"task": "classification", "target": "label", "metric": "f1_macro"}
 REGRESS = {"task": "regression", "target": "y", "metric": "rmse"}
@@ -113,10 +112,7 @@ class TestGate:
 
     @staticmethod
     def stored(models: Registry, spec, rows: pd.DataFrame, promote: bool = False):
-        model = fitted(rows, spec)
-        schema = features.input_schema(model.pipeline.named_steps["features"], rows, spec)
-        labels = registry.lineage_labels(spec=spec, data_version="d", run_id="r", metrics={}, model=model)
-        version = models.save(model, schema=schema, labels=labels, metrics={}, training_rows=RowIds.of(rows, spec))
+        version = save_version(models, spec, fitted(rows, spec), rows)
         if promote:
             models.promote(version.tag, kind="gate", by="test", reason="first")
         return version

@@ -7,6 +7,7 @@ import pytest
 
 from mlplatform.lib.data import cleaning
 from mlplatform.lib.features import features
+from mlplatform.lib.monitoring.reference import reference_sample
 from mlplatform.lib.registry import registry
 from mlplatform.lib.registry.registry import Registry, RegistryError
 from mlplatform.resources.model_store import BentoMLStore
@@ -32,7 +33,14 @@ def store(models: Registry, trained, run_id: str = "run-1", data_version: str = 
     metrics = {"f1_macro": 0.91234567, "accuracy": 0.95}
     labels = registry.lineage_labels(spec=spec, data_version=data_version, run_id=run_id, metrics=metrics, model=model)
     rows = features.RowIds.of(training, spec)
-    return models.save(model, schema=schema, labels=labels, metrics=metrics, training_rows=rows)
+    return models.save(
+        model,
+        schema=schema,
+        labels=labels,
+        metrics=metrics,
+        training_rows=rows,
+        reference=reference_sample(model, training, schema),
+    )
 
 
 def test_a_saved_model_carries_its_lineage(models: Registry, trained, tmp_path: Path) -> None:
