@@ -10,6 +10,8 @@ from mlplatform.defs.data import assets as data_assets
 from mlplatform.defs.deployment import assets as deployment_assets
 from mlplatform.defs.evaluation import assets as evaluation_assets
 from mlplatform.defs.features import assets as feature_assets
+from mlplatform.defs.monitoring import GROUP as MONITORING_GROUP
+from mlplatform.defs.monitoring import performance as performance_assets
 from mlplatform.defs.progress import progress_logger
 from mlplatform.defs.quality import assets as quality_assets
 from mlplatform.defs.quality import checks as quality_checks
@@ -23,6 +25,7 @@ from mlplatform.resources import (
     ImageRegistry,
     LocalServing,
     ModelRegistry,
+    PredictionLogFolder,
     ProjectSpecResource,
 )
 from mlplatform.settings import Settings
@@ -34,6 +37,9 @@ PROMOTE_MODEL = "promote_model"
 REPRODUCE_MODEL = "reproduce_model"
 DEPLOY_CHAMPION = "deploy_champion"
 INGESTION = dg.AssetSelection.assets("raw_batch", "accepted_data", "data_profile")
+# Watching the served model: refreshed on its own clock, never as part of training or promoting one (a labels
+# store that cannot be read must not fail a training run).
+MONITORING = dg.AssetSelection.groups(MONITORING_GROUP)
 # From cleaning to a stored challenger: what retraining at a recorded data version re-runs (never promoting).
 REPRODUCTION = (
     dg.AssetSelection.assets("cleaned_data").downstream() - dg.AssetSelection.assets("champion_model").downstream()
@@ -48,6 +54,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": ArtifactIOManager(root=settings.artifact_root),
         "registry": ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root),
         "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
+        "prediction_log": PredictionLogFolder.for_settings(settings),
     }
     if settings.deploy == "local":
         resources["local_serving"] = LocalServing.for_settings(settings)
@@ -78,7 +85,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             {"start_method": {"forkserver": {"preload_modules": ["mlplatform.definitions"]}}},
             name="multiprocess_forkserver",
         )
-    domains = [data_assets, quality_assets, feature_assets, training_assets, evaluation_assets, registry_assets]
+    domains = [
+        data_assets,
+        quality_assets,
+        feature_assets,
+        training_assets,
+        evaluation_assets,
+        registry_assets,
+        performance_assets,
+    ]
     deployment = deployment_assets_for(settings)
     deploy_jobs = []
     if deployment:
@@ -106,13 +121,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             dg.define_asset_job(
                 TRAIN_AND_EVALUATE,
-                selection=dg.AssetSelection.all() - INGESTION,
+                selection=dg.AssetSelection.all() - INGESTION - MONITORING,
                 description="Everything downstream of the accepted data: cleaning, features, candidates, the "
                 "chosen model, its report, the registry, the promotion gate and the deployment.",
             ),
             dg.define_asset_job(
                 PROMOTE_MODEL,
-                selection=dg.AssetSelection.assets("champion_model").downstream(),
+                selection=dg.AssetSelection.assets("champion_model").downstream() - MONITORING,
                 description="Promote a stored model version, or roll back, by hand: set ops.champion_model.config "
                 "(tag, rollback, reason, requested_by). What serves the champion is rebuilt and replaced.",
             ),

@@ -3,7 +3,13 @@
 import dagster as dg
 import pytest
 
-from mlplatform.definitions import MATERIALIZE_ALL, PROMOTE_MODEL, REPRODUCE_MODEL, build_definitions
+from mlplatform.definitions import (
+    MATERIALIZE_ALL,
+    PROMOTE_MODEL,
+    REPRODUCE_MODEL,
+    TRAIN_AND_EVALUATE,
+    build_definitions,
+)
 from mlplatform.settings import Settings
 
 LINEAGE = {
@@ -19,6 +25,7 @@ LINEAGE = {
     "evaluation_report": {"trained_model", "candidate_models", "feature_pipeline", "training_data", "holdout_data"},
     "challenger_model": {"trained_model", "evaluation_report", "training_data"},
     "champion_model": {"challenger_model", "holdout_data"},
+    "live_performance": {"champion_model"},
 }
 GROUPS = {
     "raw_batch": "data",
@@ -33,6 +40,7 @@ GROUPS = {
     "evaluation_report": "evaluation",
     "challenger_model": "registry",
     "champion_model": "registry",
+    "live_performance": "monitoring",
 }
 
 
@@ -88,6 +96,14 @@ def test_the_registry_jobs_select_what_they_change(graph: dg.Definitions) -> Non
     assert not {"raw_batch", "accepted_data", "data_profile", "champion_model"} & selected  # never promotes
     steps = set(reproduce.graph.node_dict)
     assert "feature_pipeline_features_are_valid" in steps and "challenger_model_challenger_beats_champion" not in steps
+
+
+def test_training_never_waits_on_the_monitors(graph: dg.Definitions) -> None:
+    """A labels store that cannot be read must not fail a training run: monitoring runs on its own."""
+    train = graph.resolve_job_def(TRAIN_AND_EVALUATE)
+    selected = {key.to_user_string() for key in train.asset_layer.selected_asset_keys}
+
+    assert "champion_model" in selected and "live_performance" not in selected
 
 
 @pytest.mark.parametrize("heavy", ["great_expectations", "bentoml", "optuna"])
