@@ -6,12 +6,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from mlplatform.defs import monitoring
 from mlplatform.defs.data import assets as data_assets
 from mlplatform.defs.deployment import assets as deployment_assets
 from mlplatform.defs.evaluation import assets as evaluation_assets
 from mlplatform.defs.features import assets as feature_assets
-from mlplatform.defs.monitoring import GROUP as MONITORING_GROUP
-from mlplatform.defs.monitoring import performance as performance_assets
+from mlplatform.defs.monitoring import performance as performance_monitoring
 from mlplatform.defs.progress import progress_logger
 from mlplatform.defs.quality import assets as quality_assets
 from mlplatform.defs.quality import checks as quality_checks
@@ -25,9 +25,9 @@ from mlplatform.resources import (
     ImageRegistry,
     LocalServing,
     ModelRegistry,
-    PredictionLogFolder,
     ProjectSpecResource,
 )
+from mlplatform.resources.predictions import PredictionLogs
 from mlplatform.settings import Settings
 
 MATERIALIZE_ALL = "materialize_all"
@@ -37,9 +37,8 @@ PROMOTE_MODEL = "promote_model"
 REPRODUCE_MODEL = "reproduce_model"
 DEPLOY_CHAMPION = "deploy_champion"
 INGESTION = dg.AssetSelection.assets("raw_batch", "accepted_data", "data_profile")
-# Watching the served model: refreshed on its own clock, never as part of training or promoting one (a labels
-# store that cannot be read must not fail a training run).
-MONITORING = dg.AssetSelection.groups(MONITORING_GROUP)
+# Watching the served model: refreshed by the monitor job (and its sensor), never by a training run.
+MONITORING = dg.AssetSelection.groups(monitoring.GROUP)
 # From cleaning to a stored challenger: what retraining at a recorded data version re-runs (never promoting).
 REPRODUCTION = (
     dg.AssetSelection.assets("cleaned_data").downstream() - dg.AssetSelection.assets("champion_model").downstream()
@@ -54,7 +53,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": ArtifactIOManager(root=settings.artifact_root),
         "registry": ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root),
         "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
-        "prediction_log": PredictionLogFolder.for_settings(settings),
+        "prediction_logs": PredictionLogs(folder=str(settings.prediction_log)),
     }
     if settings.deploy == "local":
         resources["local_serving"] = LocalServing.for_settings(settings)
@@ -92,7 +91,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         training_assets,
         evaluation_assets,
         registry_assets,
-        performance_assets,
+        performance_monitoring,
     ]
     deployment = deployment_assets_for(settings)
     deploy_jobs = []
@@ -111,8 +110,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *deploy_jobs,
             dg.define_asset_job(
                 MATERIALIZE_ALL,
-                selection=dg.AssetSelection.all(),
-                description="Every asset, from ingestion to the champion and what serves it.",
+                selection=dg.AssetSelection.all() - MONITORING,
+                description="Every asset, from ingestion to the champion and what serves it (monitoring has its "
+                "own job).",
             ),
             dg.define_asset_job(
                 INGEST_BATCH,

@@ -1,13 +1,11 @@
 """The outside systems, as Dagster resources: the spec file, the artifact storage, how asset values are stored,
-the model registry, the cores steps share, where the champion is deployed and where its predictions are logged.
-The adapters the deployment resources hand out live here too, Dagster-free: ``bentos`` (``bentoml build`` and
-``bentoml serve`` processes), ``local_server`` (the local deployment target) and ``docker`` (images built and
-pushed)."""
+the model registry, the cores steps share, and where the champion is deployed. The adapters the deployment
+resources hand out live here too, Dagster-free: ``bentos`` (``bentoml build`` and ``bentoml serve`` processes),
+``local_server`` (the local deployment target) and ``docker`` (images built and pushed)."""
 
 from mlplatform.resources.artifacts import ArtifactIOManager, ArtifactStore
 from mlplatform.resources.compute import Compute
 from mlplatform.resources.deployment import ImageRegistry, LocalServing
-from mlplatform.resources.prediction_log import PredictionLogFolder
 from mlplatform.resources.project import ProjectSpecResource
 from mlplatform.resources.registry import ModelRegistry
 
@@ -18,6 +16,5 @@ __all__ = [
     "ImageRegistry",
     "LocalServing",
     "ModelRegistry",
-    "PredictionLogFolder",
     "ProjectSpecResource",
 ]

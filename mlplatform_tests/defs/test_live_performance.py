@@ -154,10 +154,18 @@ def test_a_bad_label_file_is_named_and_the_good_ones_still_count(monitored: Moni
     assert metadata(result)["labelled_predictions"] == len(holdout)
 
 
-def test_without_a_champion_there_is_no_verdict(tmp_path: Path, write_spec) -> None:
-    result = Monitored(tmp_path, write_spec, None).materialize()
+def test_without_a_champion_nothing_is_materialized_and_an_observation_says_why(tmp_path: Path, write_spec) -> None:
+    monitored = Monitored(tmp_path, write_spec, None)
+    monitored.land("day-1.csv", pd.DataFrame({"request": ["x"], "species": ["Adelie"]}))
 
-    assert result.success
-    found = metadata(result)
+    result = monitored.materialize()
+
+    assert result.success and result.get_asset_materialization_events() == []
+    [observation] = monitored.instance.fetch_observations(dg.AssetKey(PERFORMANCE_ASSET), limit=1).records
+    found = {k: getattr(v, "value", v) for k, v in observation.asset_observation.metadata.items()}
     assert found["verdict"] == "no verdict: there is no champion yet" and found[RETRAIN] is False
-    assert "live_metric" not in found and checks(result)["performance_has_not_decayed"].passed
+    assert "live_metric" not in found
+    # the checks still run: a bad label file is reported even while it keeps the verdict away
+    readable = checks(result)["label_files_are_readable"]
+    assert checks(result)["performance_has_not_decayed"].passed and not readable.passed
+    assert "day-1.csv: no column 'request_id'" in readable.metadata["problems"].value

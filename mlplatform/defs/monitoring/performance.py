@@ -1,11 +1,17 @@
-"""How well the champion does on the predictions it served, once their labels have landed."""
+"""How well the champion does on the predictions it served, once their labels have landed
+(``mlplatform.lib.monitoring.performance``). Without a verdict (too few labels, no champion, no labels configured)
+nothing is materialized and no number is made up: an observation says why. Both checks run either way, so a
+label file that cannot be read is reported even while it keeps the verdict away."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 
 from mlplatform.defs.monitoring import GROUP, PERFORMANCE_ASSET, RETRAIN, RETRAIN_REASON
 from mlplatform.lib.monitoring import labels as label_files
 from mlplatform.lib.monitoring import performance
-from mlplatform.resources import ModelRegistry, PredictionLogFolder, ProjectSpecResource
+from mlplatform.resources import ModelRegistry, ProjectSpecResource
+from mlplatform.resources.predictions import PredictionLogs
 
 NOT_DECAYED = "performance_has_not_decayed"
 LABELS_READABLE = "label_files_are_readable"
@@ -16,6 +22,8 @@ LABELS_READABLE = "label_files_are_readable"
     group_name=GROUP,
     kinds={"pandas", "scikitlearn"},
     deps=["champion_model"],
+    code_version="1",
+    output_required=False,
     check_specs=[
         dg.AssetCheckSpec(
             NOT_DECAYED,
@@ -34,8 +42,8 @@ def live_performance(
     context: dg.AssetExecutionContext,
     project: ProjectSpecResource,
     registry: ModelRegistry,
-    prediction_log: PredictionLogFolder,
-) -> dg.MaterializeResult:
+    prediction_logs: PredictionLogs,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """The champion's primary metric on its labelled predictions against its holdout metric; decay asks to retrain."""
     spec = project.load()
     models = registry.for_project(spec.name)
@@ -46,31 +54,33 @@ def live_performance(
         spec,
         champion=champion,
         holdout_metrics=models.version(champion).metrics if champion else {},
-        log=prediction_log.read(spec.name),
+        log=prediction_logs.read(spec.name),
         labels=labels,
     )
     for problem in report.problems:
         context.log.warning(f"label file left out: {problem}")
     (context.log.warning if report.decayed else context.log.info)(report.verdict)
-    return dg.MaterializeResult(
-        metadata=metadata(report, labels),
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=NOT_DECAYED,
-                passed=not report.decayed,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=report.verdict,
-                metadata={"champion": report.champion or "", "verdict": report.verdict, **_numbers(report)},
-            ),
-            dg.AssetCheckResult(
-                check_name=LABELS_READABLE,
-                passed=not report.problems,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=f"{len(report.problems)} label file problem(s)" if report.problems else "every label read",
-                metadata={"problems": dg.MetadataValue.md(_bullets(report.problems) or "none")},
-            ),
-        ],
-    )
+    checks = [
+        dg.AssetCheckResult(
+            check_name=NOT_DECAYED,
+            passed=not report.decayed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=report.verdict,
+            metadata={"champion": report.champion or "", "verdict": report.verdict, **_numbers(report)},
+        ),
+        dg.AssetCheckResult(
+            check_name=LABELS_READABLE,
+            passed=not report.problems,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{len(report.problems)} label file problem(s)" if report.problems else "every label read",
+            metadata={"problems": dg.MetadataValue.md(_bullets(report.problems) or "none")},
+        ),
+    ]
+    if report.no_verdict:
+        context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=metadata(report, labels)))
+        yield from checks
+        return
+    yield dg.MaterializeResult(metadata=metadata(report, labels), check_results=checks)
 
 
 def metadata(report: performance.Performance, labels: label_files.Labels | None) -> dict:
