@@ -131,7 +131,9 @@ def join(served: pd.DataFrame, labels: Labels) -> tuple[pd.DataFrame, int, list[
     if labels.by == REQUEST_ID:
         frame, problems = _rows_named(frame, served)
         keys = ["key", REQUEST_ROW]
-        predictions = served.assign(key=_text(served[REQUEST_ID]), **{REQUEST_ROW: served[REQUEST_ROW].astype("Int64")})
+        # a log written before rows kept their position has none: its request ids were never answered either
+        positions = served[REQUEST_ROW] if REQUEST_ROW in served.columns else pd.Series(pd.NA, index=served.index)
+        predictions = served.assign(key=_text(served[REQUEST_ID]), **{REQUEST_ROW: positions.astype("Int64")})
     elif labels.by in served.columns:
         keys = ["key"]
         predictions = served.assign(key=_text(served[labels.by]))

@@ -168,6 +168,18 @@ def test_a_label_for_a_batch_request_without_its_row_is_named_and_left_out(spec_
     assert f"request {batch} answered 2 rows" in problem
 
 
+def test_a_log_written_before_rows_kept_their_position_joins_nothing_and_breaks_nothing(
+    spec_from, tmp_path: Path
+) -> None:
+    served = Served(tmp_path, CLASSIFIER)
+    request = served.predict(["Adelie"])
+    served.land(pd.DataFrame({"request_id": [request], "species": ["Adelie"]}))
+
+    joined, unmatched, _ = join(served.read().drop(columns=["request_row"]), read_labels(spec(spec_from, served)))
+
+    assert joined.empty and unmatched == 1
+
+
 def test_a_later_label_corrects_an_earlier_one(spec_from, tmp_path: Path) -> None:
     served = Served(tmp_path, CLASSIFIER)
     request = served.predict(["Adelie"])
