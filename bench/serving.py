@@ -48,20 +48,22 @@ def baseline_app(tag: str):
     from fastapi import Body, FastAPI
 
     from mlplatform.lib.serving import serving
+    from mlplatform.lib.serving.prediction_log import RequestIds
 
     runner = serving.load_model(common.model_folder(tag), tag)
     Row = serving.request_model(runner.schema)  # noqa: N806 (a class)
+    request_ids = RequestIds()  # the same answers as the bento's, request id included
     app = FastAPI(title="baseline")
 
     @app.post("/predict")
     def predict(row: Row) -> serving.Prediction:  # type: ignore[valid-type]
         (answer,) = runner.predict_rows([row.model_dump(by_alias=True)])
-        return serving.Prediction(model_tag=tag, **answer)
+        return serving.Prediction(model_tag=tag, request_id=request_ids.next(), **answer)
 
     @app.post("/predict_batch")
     def predict_batch(rows: Annotated[list[Row], Body(embed=True)]) -> serving.BatchPrediction:  # type: ignore[valid-type]
         answers = runner.predict_rows([row.model_dump(by_alias=True) for row in rows])
-        return serving.BatchPrediction(model_tag=tag, predictions=answers)
+        return serving.BatchPrediction(model_tag=tag, request_id=request_ids.next(), predictions=answers)
 
     @app.get("/readyz")
     def readyz() -> str:

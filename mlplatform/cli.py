@@ -1,4 +1,4 @@
-"""The ``mlplatform`` command: run the whole graph for a spec, check a spec, open the UI, make data."""
+"""The ``mlplatform`` command: run the whole graph for a spec, check a spec, open the UI, make data, simulate use."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from mlplatform import cli_models, cli_serving
+from mlplatform import cli_models, cli_serving, cli_simulate
 from mlplatform.lib.spec import SpecError, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"run": _run, "check-spec": _check_spec, "dev": _dev, "synth": _synth}
     handlers |= cli_models.add_commands(commands, common)
     handlers |= cli_serving.add_commands(commands, common)
+    handlers |= cli_simulate.add_commands(commands, common)
 
     args = parser.parse_args(argv)
     try:

@@ -19,7 +19,7 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     return {"serve": _serve}
 
 
-def _deployment(settings):
+def local_deployment(settings):
     from mlplatform.resources import LocalServing
     from mlplatform.settings import SettingsError
 
@@ -29,7 +29,7 @@ def _deployment(settings):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    deployment = _deployment(args.settings)
+    deployment = local_deployment(args.settings)
     if args.status or args.stop:
         running = deployment.stop() if args.stop else deployment.current()
         if running is None:

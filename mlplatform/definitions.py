@@ -13,6 +13,7 @@ from mlplatform.defs.deployment import assets as deployment_assets
 from mlplatform.defs.evaluation import assets as evaluation_assets
 from mlplatform.defs.features import assets as feature_assets
 from mlplatform.defs.monitoring import drift as drift_monitoring
+from mlplatform.defs.monitoring import performance as performance_monitoring
 from mlplatform.defs.progress import progress_logger
 from mlplatform.defs.quality import assets as quality_assets
 from mlplatform.defs.quality import checks as quality_checks
@@ -93,6 +94,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         evaluation_assets,
         registry_assets,
         drift_monitoring,
+        performance_monitoring,
     ]
     deployment = deployment_assets_for(settings)
     deploy_jobs = []

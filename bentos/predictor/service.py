@@ -97,26 +97,30 @@ class Predictor:
 
     @bentoml.api
     async def predict(self, row: Row, /) -> serving.Prediction:  # type: ignore[valid-type]
-        """Predict one row: each column of the model's input, null where unknown."""
-        (answer,) = await self._answer([row.model_dump(by_alias=True)], "predict")
-        return serving.Prediction(model_tag=self.tag, **answer)
+        """Predict one row: each column of the model's input, null where unknown. The answer's request_id is
+        the prediction's in the log, what its label is joined to."""
+        request_id = self.log.request_ids.next()
+        (answer,) = await self._answer([row.model_dump(by_alias=True)], "predict", request_id)
+        return serving.Prediction(model_tag=self.tag, request_id=request_id, **answer)
 
     @bentoml.api
     async def predict_batch(
         self,
         rows: Annotated[list[Row], Field(max_length=serving.MAX_REQUEST_ROWS)],  # type: ignore[valid-type]
     ) -> serving.BatchPrediction:
-        """Predict a list of rows, sent as {"rows": [...]}; the answers come in the same order."""
-        answers = await self._answer([row.model_dump(by_alias=True) for row in rows], "predict_batch")
-        return serving.BatchPrediction(model_tag=self.tag, predictions=answers)
+        """Predict a list of rows, sent as {"rows": [...]}; the answers come in the same order. Labels are joined
+        to a row by the answer's request_id and the row's position (request_row, from 0)."""
+        request_id = self.log.request_ids.next()
+        answers = await self._answer([row.model_dump(by_alias=True) for row in rows], "predict_batch", request_id)
+        return serving.BatchPrediction(model_tag=self.tag, request_id=request_id, predictions=answers)
 
-    async def _answer(self, rows: list[dict], endpoint: str) -> list[serving.RowPrediction]:
+    async def _answer(self, rows: list[dict], endpoint: str, request_id: str) -> list[serving.RowPrediction]:
         started = time.perf_counter()
         answers = await self.batcher(rows)
         seconds = time.perf_counter() - started
         PREDICTED_ROWS.labels(model_tag=self.tag, endpoint=endpoint).inc(len(rows))
         LATENCY.labels(model_tag=self.tag, endpoint=endpoint).observe(seconds)
-        self.log.append(rows, answers, endpoint=endpoint, latency_ms=seconds * 1000)
+        self.log.append(rows, answers, endpoint=endpoint, latency_ms=seconds * 1000, request_id=request_id)
         return answers
 
     @bentoml.on_startup

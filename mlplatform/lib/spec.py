@@ -352,6 +352,14 @@ class LabelSource(_Strict):
     # request_id the service answered with.
     id_column: str | None = None
 
+    @field_validator("uri")
+    @classmethod
+    def _folder_or_prefix(cls, uri: str) -> str:
+        scheme = urlparse(uri).scheme.lower()
+        if scheme not in ("", "file", "s3") and not re.fullmatch(r"[a-z]", scheme):
+            raise ValueError(f"labels land in a folder or an S3 prefix (s3://bucket/prefix/), not {uri!r}")
+        return uri
+
 
 class Freshness(_Strict):
     """How old the accepted data and the champion may get before the UI shows them stale and an alert goes out."""
@@ -394,6 +402,13 @@ class ProjectSpec(_Strict):
                 task, choices = self.problem.task, ", ".join(reported)
                 raise ValueError(f"promotion.floors: {metric!r} is not a {task} metric; choose from {choices}")
         self.quality.unlabeled_limit_stated_once(self.problem.target)
+        labels = self.monitoring.labels
+        if labels is not None and labels.id_column not in (None, "request_id", self.problem.id_column):
+            joinable = " or ".join(repr(c) for c in ("request_id", self.problem.id_column) if c)
+            raise ValueError(
+                f"monitoring.labels.id_column {labels.id_column!r}: labels join the prediction log by {joinable} "
+                "(problem.id_column, when requests carry it)"
+            )
         return self
 
     def resolve_path(self, path: str) -> Path:

@@ -27,6 +27,7 @@ LINEAGE = {
     "challenger_model": {"trained_model", "evaluation_report", "training_data"},
     "champion_model": {"challenger_model", "holdout_data"},
     "prediction_drift": {"champion_model"},
+    "live_performance": {"champion_model"},
 }
 GROUPS = {
     "raw_batch": "data",
@@ -42,6 +43,7 @@ GROUPS = {
     "challenger_model": "registry",
     "champion_model": "registry",
     "prediction_drift": "monitoring",
+    "live_performance": "monitoring",
 }
 MONITORING = {key for key, group in GROUPS.items() if group == "monitoring"}
 
@@ -82,17 +84,21 @@ def test_materialize_all_job_covers_every_asset_but_monitoring_which_has_its_own
     assert not MONITORING & {key.to_user_string() for key in train.asset_layer.selected_asset_keys}
 
 
-def test_quality_gates_are_blocking_checks_and_drift_only_warns(graph: dg.Definitions) -> None:
+def test_quality_gates_are_blocking_checks_and_monitors_only_warn(graph: dg.Definitions) -> None:
+    # checks of their own, and checks an asset declares with its materialization (live_performance's)
+    definitions = [*(graph.asset_checks or []), *(graph.assets or [])]
     checks = {
-        key.asset_key.to_user_string(): (key.name, spec.blocking)
-        for check in graph.asset_checks or []
-        for key, spec in zip(check.check_keys, check.check_specs, strict=True)
+        (spec.asset_key.to_user_string(), spec.name, spec.blocking)
+        for definition in definitions
+        for spec in definition.check_specs
     }
     assert checks == {
-        "raw_batch": ("raw_batch_is_valid", True),
-        "feature_pipeline": ("features_are_valid", True),
-        "challenger_model": ("challenger_beats_champion", True),
-        "prediction_drift": ("inputs_have_not_drifted", False),
+        ("raw_batch", "raw_batch_is_valid", True),
+        ("feature_pipeline", "features_are_valid", True),
+        ("challenger_model", "challenger_beats_champion", True),
+        ("prediction_drift", "inputs_have_not_drifted", False),
+        ("live_performance", "performance_has_not_decayed", False),
+        ("live_performance", "label_files_are_readable", False),
     }
 
 
@@ -105,6 +111,14 @@ def test_the_registry_jobs_select_what_they_change(graph: dg.Definitions) -> Non
     assert not {"raw_batch", "accepted_data", "data_profile", "champion_model"} & selected  # never promotes
     steps = set(reproduce.graph.node_dict)
     assert "feature_pipeline_features_are_valid" in steps and "challenger_model_challenger_beats_champion" not in steps
+
+
+def test_training_never_waits_on_the_monitors(graph: dg.Definitions) -> None:
+    """A labels store that cannot be read must not fail a training run: monitoring runs on its own."""
+    train = graph.resolve_job_def(TRAIN_AND_EVALUATE)
+    selected = {key.to_user_string() for key in train.asset_layer.selected_asset_keys}
+
+    assert "champion_model" in selected and "live_performance" not in selected
 
 
 @pytest.mark.parametrize("heavy", ["great_expectations", "bentoml", "optuna"])

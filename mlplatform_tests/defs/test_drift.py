@@ -82,11 +82,17 @@ def materialization(result: dg.ExecuteInProcessResult) -> dict:
 
 
 def check(result: dg.ExecuteInProcessResult) -> list[dg.AssetCheckEvaluation]:
-    return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    """The drift check's evaluations (the monitor job runs the other monitors' checks too)."""
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return [e for e in evaluations if e.asset_key.to_user_string() == DRIFT_ASSET]
 
 
 def observation(result: dg.ExecuteInProcessResult) -> dict:
-    [event] = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    [event] = [
+        e
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION" and e.asset_key.to_user_string() == DRIFT_ASSET
+    ]
     metadata = event.event_specific_data.asset_observation.metadata
     return {name: getattr(value, "value", value) for name, value in metadata.items()}
 

@@ -125,6 +125,36 @@ def test_an_input_column_named_like_a_log_column_is_refused(tmp_path: Path) -> N
         PredictionLog(tmp_path, schema=schema, model_tag="penguins:v1")
 
 
+def test_each_row_is_logged_under_its_request_s_id_and_position(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, schema=SCHEMA, model_tag="penguins:v1", flush_seconds=60)
+    log.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=1.0, request_id="abc-1")
+    log.append(ROWS[:1], ANSWERS[:1], endpoint="predict", latency_ms=1.0, request_id="abc-2")
+    log.append(ROWS[:1], ANSWERS[:1], endpoint="predict", latency_ms=1.0)  # none given: the log makes one
+    log.close()
+
+    frame = read_prediction_log(tmp_path, "penguins")
+
+    assert frame["request_id"].tolist()[:3] == ["abc-1", "abc-1", "abc-2"]
+    assert frame["request_id"][3].startswith(log.request_ids.prefix)
+    assert frame["request_row"].tolist() == [0, 1, 0, 0]
+
+
+def test_the_id_column_is_logged_as_text_and_null_when_not_sent(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, schema={**SCHEMA, "id_column": "ring"}, model_tag="penguins:v1", flush_seconds=60)
+    rows = [{**ROWS[0], "ring": 1042}, {**ROWS[1], "ring": "R-7"}, {**ROWS[0], "ring": None}]
+    log.append(rows, [*ANSWERS, ANSWERS[0]], endpoint="predict_batch", latency_ms=1.0)
+    log.close()
+
+    frame = read_prediction_log(tmp_path, "penguins")
+
+    assert frame["ring"].astype(object).where(frame["ring"].notna(), None).tolist() == ["1042", "R-7", None]
+
+
+def test_an_id_column_named_like_a_log_column_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PredictionLogError, match=r"\['request_id'\] clash"):
+        PredictionLog(tmp_path, schema={**SCHEMA, "id_column": "request_id"}, model_tag="penguins:v1")
+
+
 def test_reading_a_project_that_logged_nothing_gives_an_empty_frame(tmp_path: Path) -> None:
     assert read_prediction_log(tmp_path, "penguins").empty
 

@@ -178,6 +178,28 @@ def test_the_prediction_log_receives_the_rows(served_bento: ServedBento, penguin
     assert mine["request_id"].nunique() == 1 and (mine["latency_ms"] > 0).all()
 
 
+def test_each_answer_s_request_id_finds_its_rows_in_the_log(
+    served_bento: ServedBento, penguins_model: SavedModel
+) -> None:
+    rows = request_rows(penguins_model.holdout, penguins_model.schema)
+    single = post(served_bento, "/predict", rows[0]).json()
+    batch = post(served_bento, "/predict_batch", {"rows": rows[1:4]}).json()
+
+    wanted = {single["request_id"], batch["request_id"]}
+    deadline = time.monotonic() + 30  # the log is written every few seconds, off the request path
+    mine = read_prediction_log(served_bento.prediction_log, "penguins")
+    while time.monotonic() < deadline and (mine.empty or mine["request_id"].isin(wanted).sum() < 4):
+        time.sleep(0.5)
+        mine = read_prediction_log(served_bento.prediction_log, "penguins")
+    mine = mine[mine["request_id"].isin(wanted)]
+
+    assert single["request_id"] != batch["request_id"]
+    assert mine[["request_id", "request_row", "prediction"]].values.tolist() == [
+        [single["request_id"], 0, single["prediction"]],
+        *([batch["request_id"], row, p["prediction"]] for row, p in enumerate(batch["predictions"])),
+    ]
+
+
 def test_without_a_token_the_server_never_serves(bento_tag: str, tmp_path: Path) -> None:
     with serve_bento(bento_tag, tmp_path, MLPLATFORM_API_TOKEN="") as server:
         deadline = time.monotonic() + 60

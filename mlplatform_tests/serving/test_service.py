@@ -87,6 +87,24 @@ def test_the_log_holds_every_answered_row_after_close(
     assert logged["model_tag"].unique().tolist() == [penguins_model.tag]
 
 
+def test_answers_carry_the_request_id_the_log_holds(
+    service_module: ModuleType, penguins_model: SavedModel, service, tmp_path: Path
+) -> None:
+    rows = rows_of(service_module, penguins_model)
+    single = asyncio.run(service.predict(rows[0]))
+    batch = asyncio.run(service.predict_batch(rows[1:4]))
+
+    service.close()
+
+    logged = read_prediction_log(tmp_path / "log", "penguins")
+    assert single.request_id != batch.request_id
+    assert logged[["request_id", "request_row"]].values.tolist() == [
+        [single.request_id, 0],
+        *([batch.request_id, row] for row in range(3)),
+    ]
+    assert logged["prediction"].tolist() == [single.prediction, *(p["prediction"] for p in batch.predictions)]
+
+
 def test_the_request_model_is_the_schema_s(service_module: ModuleType, penguins_model: SavedModel) -> None:
     row = request_rows(penguins_model.holdout, penguins_model.schema)[0]
 

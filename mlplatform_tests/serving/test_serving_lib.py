@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 
 from mlplatform.lib.features.features import fit_feature_pipeline, input_schema
 from mlplatform.lib.serving import serving
+from mlplatform.lib.serving.prediction_log import RequestIds
 from mlplatform.lib.serving.serving import request_rows
 from mlplatform.lib.training.training import TrainedModel
 from mlplatform.settings import ServingSettings, SettingsError
@@ -100,6 +101,63 @@ class TestRequestModel:
         assert error["loc"] == ("channel",)
         assert "'store-9999' is not a category the model knows for channel (101 known: 'store-0000'" in error["msg"]
         assert "enum" not in json.dumps(model.model_json_schema())
+
+
+class TestIdColumn:
+    """The spec's id column travels with a request, so that labels can be joined to its logged prediction."""
+
+    SCHEMA = {**SCHEMA, "id_column": "order id"}
+
+    @pytest.mark.parametrize("value", ["A-17", 17, None])
+    def test_a_request_may_carry_it_as_text_or_integer(self, value: object) -> None:
+        row = serving.request_model(self.SCHEMA).model_validate_json(json.dumps({**VALID, "order id": value}))
+
+        assert row.model_dump(by_alias=True) == {**VALID, "order id": value}
+
+    def test_it_is_optional(self) -> None:
+        model = serving.request_model(self.SCHEMA)
+
+        assert model.model_validate_json(json.dumps(VALID)).model_dump(by_alias=True)["order id"] is None
+        assert "order id" not in model.model_json_schema()["required"]
+
+    @pytest.mark.parametrize("value", [True, 1.5, ["A"]])
+    def test_another_type_is_refused_naming_it(self, value: object) -> None:
+        found = errors(serving.request_model(self.SCHEMA), {**VALID, "order id": value})
+
+        assert {error["loc"][0] for error in found} == {"order id"}
+
+    def test_without_one_in_the_schema_it_is_an_unknown_field(self) -> None:
+        (error,) = errors(serving.request_model(SCHEMA), {**VALID, "order id": "A-17"})
+
+        assert (error["loc"], error["type"]) == (("order id",), "extra_forbidden")
+
+    def test_request_rows_carry_it_as_json_sends_it(self) -> None:
+        frame = pd.DataFrame([{**VALID, "order id": 17.0}, {**VALID, "order id": None}, {**VALID, "order id": "X"}])
+
+        rows = request_rows(frame, self.SCHEMA)
+
+        assert [row["order id"] for row in rows] == [17, None, "X"]
+        assert all(set(row) == {*VALID, "order id"} for row in rows)
+
+    def test_it_never_reaches_the_model(self, penguins_model: SavedModel) -> None:
+        schema = {**penguins_model.schema, "id_column": "penguin"}
+        runner = serving.ModelRunner(penguins_model.model, schema, penguins_model.tag)
+        (row,) = request_rows(penguins_model.holdout.head(1), penguins_model.schema)
+
+        with_id = runner.predict_rows([{**row, "penguin": "P-1"}])
+
+        assert with_id == runner.predict_rows([row])
+        assert "penguin" not in runner.frame([{**row, "penguin": "P-1"}]).columns
+
+
+def test_request_ids_are_unique_within_and_across_processes() -> None:
+    first, second = RequestIds(), RequestIds()  # a process each: their prefixes are drawn apart
+
+    ids = [first.next() for _ in range(1000)] + [second.next() for _ in range(1000)]
+
+    assert len(set(ids)) == 2000
+    assert first.prefix != second.prefix
+    assert all(i.startswith(first.prefix + "-") for i in ids[:1000])
 
 
 class TestModelRunner:

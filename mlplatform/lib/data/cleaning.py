@@ -95,7 +95,7 @@ def _coerce_types(frame: pd.DataFrame, spec: ProjectSpec) -> tuple[pd.DataFrame,
                 coerced[str(column)] = "datetime"
             continue
         if column == problem.target:
-            frame[column], change = _coerce_target(series, problem.task, column)
+            frame[column], change = coerce_target(series, problem.task, column)
             if change:
                 coerced[str(column)] = change
             continue
@@ -113,7 +113,10 @@ def _coerce_types(frame: pd.DataFrame, spec: ProjectSpec) -> tuple[pd.DataFrame,
     return frame, coerced
 
 
-def _coerce_target(series: pd.Series, task: str, column: str) -> tuple[pd.Series, str | None]:
+def coerce_target(series: pd.Series, task: str, column: str) -> tuple[pd.Series, str | None]:
+    """A target as training compares it: numbers for regression (a few unparseable values made missing), text
+    labels for classification (whole floats, from a column with gaps, as integers); and what changed. Labels
+    for served predictions (``mlplatform.lib.monitoring.labels``) are read the same way."""
     if task == "regression":
         if types.is_numeric_dtype(series) and not types.is_bool_dtype(series):
             return series.astype("float64"), None

@@ -35,6 +35,10 @@ class IngestionError(RuntimeError):
     """The source could not be read; the message names the source and the reason."""
 
 
+class SourceNotFound(IngestionError):
+    """No file, folder or object prefix is where the source says (an S3 prefix with no object yet, too)."""
+
+
 def read_source(spec: ProjectSpec) -> pd.DataFrame:
     """Read the whole batch the spec's source currently holds, without row-index columns (their names are in
     ``frame.attrs[index_columns.DROPPED]``)."""
@@ -188,17 +192,19 @@ class DataFiles:
     is_folder: bool
 
 
-def list_files(spec: ProjectSpec) -> DataFiles:
-    """The data files of a file or S3 source, sorted by name; an error names the source if there are none."""
+def list_files(spec: ProjectSpec, source: Source | None = None, field: str = "source") -> DataFiles:
+    """The data files of a file or S3 source, sorted by name; an error names the source if there are none.
+    ``source`` is the spec's own unless another location of files is given (the labels', say), which errors
+    name by ``field``."""
     import fsspec
 
-    source = spec.source
-    uri = expand_env(source.uri, "source.uri")
+    source = source or spec.source
+    uri = expand_env(source.uri, f"{field}.uri")
     if source.kind == "file":
         expanded_scheme = urlparse(uri).scheme
         if len(expanded_scheme) > 1 and expanded_scheme != "file":  # one letter is a Windows drive
             raise IngestionError(
-                f"source.uri {source.uri!r} reads as a path in the spec but becomes a {expanded_scheme}:// URL "
+                f"{field}.uri {source.uri!r} reads as a path in the spec but becomes a {expanded_scheme}:// URL "
                 f"from the environment; write the scheme in the spec (e.g. s3://${{BUCKET}}/key)"
             )
         location = str(spec.resolve_path(uri))
@@ -214,21 +220,28 @@ def list_files(spec: ProjectSpec) -> DataFiles:
         elif filesystem.isfile(path):
             files = [path]
         else:
-            raise IngestionError(f"source.uri {source.uri!r}: no such file or folder: {location}")
+            raise SourceNotFound(f"{field}.uri {source.uri!r}: no such file or folder: {location}")
     except IngestionError:
         raise
     except Exception as exc:  # network, credentials, permissions: name the source, keep the cause
-        raise IngestionError(f"source.uri {source.uri!r}: cannot read {location}: {type(exc).__name__}: {exc}") from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        raise IngestionError(f"{field}.uri {source.uri!r}: cannot read {location}: {reason}") from exc
     names = tuple(filesystem.unstrip_protocol(f) if source.kind == "s3" else f for f in files)
     return DataFiles(filesystem, location, tuple(files), names, is_folder)
 
 
 def read_file(
-    spec: ProjectSpec, files: DataFiles, index: int, payload: bytes | None = None
+    spec: ProjectSpec,
+    files: DataFiles,
+    index: int,
+    payload: bytes | None = None,
+    *,
+    source: Source | None = None,
+    field: str = "source",
 ) -> tuple[pd.DataFrame, bytes]:
     """One data file as a frame without row-index columns, and its bytes as they arrived (read now unless
-    already given)."""
-    source = spec.source
+    already given); ``source`` and ``field`` as for ``list_files``."""
+    source = source or spec.source
     path, name = files.paths[index], files.names[index]
     if payload is None:
         try:
@@ -236,7 +249,7 @@ def read_file(
                 payload = handle.read()
         except Exception as exc:  # network, credentials, permissions
             reason = f"{type(exc).__name__}: {exc}"
-            raise IngestionError(f"source.uri {source.uri!r}: cannot read {name}: {reason}") from exc
+            raise IngestionError(f"{field}.uri {source.uri!r}: cannot read {name}: {reason}") from exc
     frame = _parse(payload, _format_of(name, source.format), name, source.json_records_path, source.encoding)
     return drop_index_columns(frame, spec), payload
 

@@ -251,7 +251,9 @@ def _to_object_text(frame: pd.DataFrame) -> pd.DataFrame:
 def input_schema(pipeline: ColumnTransformer, training: pd.DataFrame, spec: ProjectSpec, classes=()) -> dict:
     """What a prediction request must hold, from the columns the feature pipeline was fitted on: each
     column's kind, its type, and for categories the values training saw. Serving builds its request model
-    from this, so a request is checked against exactly what the model learned from."""
+    from this, so a request is checked against exactly what the model learned from. ``id_column`` (the spec's,
+    when it names one) is no model input: a request may carry it, so that labels can be joined to the logged
+    prediction. (The registry keeps the schema in BentoML metadata, which takes no None.)"""
     columns = []
     for column in pipeline.feature_names_in_:
         series = training[column]
@@ -269,4 +271,5 @@ def input_schema(pipeline: ColumnTransformer, training: pd.DataFrame, spec: Proj
         "target": spec.problem.target,
         "classes": [str(c) for c in classes],
         "columns": columns,
+        **({"id_column": spec.problem.id_column} if spec.problem.id_column else {}),
     }

@@ -7,16 +7,24 @@ name, then rename) under ``<folder>/<project>/date=<YYYY-MM-DD>/``, one row per 
 
 - the input columns under their own names and with the training frame's types (numbers as float64,
   categories as strings, booleans as booleans), so the monitor compares them with training data as they are;
+- the spec's id column (``id_column`` in the schema), as text, when the model has one: null for a request
+  that did not carry it;
 - ``prediction`` (and ``probability_<class>`` for classifiers), ``model_tag``, ``endpoint``, ``request_id``
-  (rows of one batch request share it), ``latency_ms`` (the request's, batching wait included) and
+  (the id the service answered with; rows of one batch request share it), ``request_row`` (the row's position
+  in its request, 0 for a single row), ``latency_ms`` (the request's, batching wait included) and
   ``logged_at`` (UTC).
+
+Labels are joined to predictions by the id column, or by ``request_id`` and ``request_row``
+(``mlplatform.lib.monitoring.performance``).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
+import secrets
 import threading
 import time
 import uuid
@@ -35,13 +43,25 @@ from mlplatform.lib.storage import write_atomically
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("prediction", "model_tag", "endpoint", "request_id", "latency_ms", "logged_at")
+OUTPUT_COLUMNS = ("prediction", "model_tag", "endpoint", "request_id", "request_row", "latency_ms", "logged_at")
 PROBABILITY_PREFIX = "probability_"
 POLL_SECONDS = 0.5  # how often the writer looks at the queue, at most
 
 
 class PredictionLogError(ValueError):
     """The log cannot be written as configured; the message names the column or folder."""
+
+
+class RequestIds:
+    """Request ids, unique across processes and restarts, at the cost of a counter per request: a random prefix
+    drawn once (a system call, where ``uuid4`` per request would make one each time), then a count in hex."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(6)
+        self._counter = itertools.count(1)  # next() on it is atomic under the GIL: no lock between threads
+
+    def next(self) -> str:
+        return f"{self.prefix}-{next(self._counter):x}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,7 @@ class _Entry:
     endpoint: str
     latency_ms: float
     logged_at: datetime
+    request_id: str
 
 
 class PredictionLog:
@@ -74,9 +95,12 @@ class PredictionLog:
         self.model_tag = model_tag
         self.columns = schema["columns"]
         self.classes = list(schema.get("classes") or [])
-        clashes = {column["name"] for column in self.columns} & {*OUTPUT_COLUMNS, *self._probability_columns()}
+        self.id_column: str | None = schema.get("id_column")
+        named = [column["name"] for column in self.columns] + ([self.id_column] if self.id_column else [])
+        clashes = set(named) & {*OUTPUT_COLUMNS, *self._probability_columns()}
         if clashes:
             raise PredictionLogError(f"input column(s) {sorted(clashes)} clash with the prediction log's own columns")
+        self.request_ids = RequestIds()
         self.flush_seconds, self.flush_rows, self.max_queued_rows = flush_seconds, flush_rows, max_queued_rows
         self.dropped_rows = 0
         self.files_written = 0
@@ -88,8 +112,17 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def append(self, rows: Sequence[dict], outputs: Sequence, *, endpoint: str, latency_ms: float) -> bool:
-        """Queue one request's rows and answers; False when the queue was full and they were dropped."""
+    def append(
+        self,
+        rows: Sequence[dict],
+        outputs: Sequence,
+        *,
+        endpoint: str,
+        latency_ms: float,
+        request_id: str | None = None,
+    ) -> bool:
+        """Queue one request's rows and answers, under the id the request was answered with (a new one from
+        ``request_ids`` when none is given); False when the queue was full and they were dropped."""
         with self._lock:
             full = self._queued_rows + len(rows) > self.max_queued_rows
             if not full:
@@ -97,7 +130,8 @@ class PredictionLog:
         if full:
             self._dropped(len(rows))
             return False
-        self._queue.put(_Entry(rows, outputs, endpoint, latency_ms, datetime.now(UTC)))
+        request_id = request_id or self.request_ids.next()
+        self._queue.put(_Entry(rows, outputs, endpoint, latency_ms, datetime.now(UTC), request_id))
         return True
 
     def close(self, timeout: float = 30.0) -> None:
@@ -156,6 +190,9 @@ class PredictionLog:
         columns: dict[str, pa.Array] = {}
         for column in self.columns:
             columns[column["name"]] = pa.array([row[column["name"]] for row in rows], type=_arrow_type(column))
+        if self.id_column:
+            ids = [row.get(self.id_column) for row in rows]
+            columns[self.id_column] = pa.array([None if v is None else str(v) for v in ids], type=pa.string())
         predictions = [output["prediction"] for output in outputs]
         columns["prediction"] = pa.array(predictions, type=pa.string() if self.classes else pa.float64())
         for name in self.classes:
@@ -163,8 +200,8 @@ class PredictionLog:
             columns[f"{PROBABILITY_PREFIX}{name}"] = pa.array(probabilities, type=pa.float64())
         columns["model_tag"] = pa.array(np.repeat(self.model_tag, len(rows)), type=pa.string())
         columns["endpoint"] = pa.array(np.repeat([e.endpoint for e in entries], counts), type=pa.string())
-        # request ids are made here, not on the request path (uuid4 reads os.urandom: a system call per request)
-        columns["request_id"] = pa.array(np.repeat([uuid.uuid4().hex for _ in entries], counts), type=pa.string())
+        columns["request_id"] = pa.array(np.repeat([e.request_id for e in entries], counts), type=pa.string())
+        columns["request_row"] = pa.array(np.concatenate([np.arange(count) for count in counts]), type=pa.int32())
         columns["latency_ms"] = pa.array(np.repeat([e.latency_ms for e in entries], counts), type=pa.float64())
         logged_at = np.repeat(np.array([e.logged_at.replace(tzinfo=None) for e in entries], "datetime64[us]"), counts)
         columns["logged_at"] = pa.array(logged_at, type=pa.timestamp("us", tz="UTC"))

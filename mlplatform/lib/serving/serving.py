@@ -37,13 +37,27 @@ def request_model(schema: dict) -> type[BaseModel]:
     """One row of model input, typed from the schema training wrote: numbers are numbers (no strings, no
     booleans, no NaN), categories are one of the values training saw, every column must be present and may be
     null (the feature pipeline imputes it), and unknown fields are refused. Fields carry the column names as
-    aliases, so a validation error names the column, whatever characters its name holds."""
+    aliases, so a validation error names the column, whatever characters its name holds.
+
+    The schema's ``id_column`` (the spec's), when it has one, is an optional field of text or an integer: it
+    is logged with the prediction, so that labels can be joined to it, and never reaches the model."""
     fields: dict[str, Any] = {}
     for index, column in enumerate(schema["columns"]):
         name = column["name"]
         fields[f"column_{index}"] = (
             _annotation(column) | None,
             Field(alias=name, title=name, description=_describe(column)),
+        )
+    id_column = schema.get("id_column")
+    if id_column:
+        fields["row_id"] = (
+            str | int | None,
+            Field(
+                default=None,
+                alias=id_column,
+                title=id_column,
+                description="optional: this row's id, logged with the prediction to join labels to; not a model input",
+            ),
         )
     return create_model(
         f"{_title(schema['project'])}Row",
@@ -96,8 +110,15 @@ class RowPrediction(TypedDict):
     ]
 
 
+REQUEST_ID_DESCRIPTION = (
+    "this request's id, also in the prediction log: labels for its rows are joined to it "
+    "(with request_row, the row's position, for a batch)"
+)
+
+
 class Prediction(BaseModel):
     model_tag: str = Field(description="the model version that answered, <project>:<version>")
+    request_id: str = Field(description=REQUEST_ID_DESCRIPTION)
     prediction: str | float = Field(description="the predicted class, or the predicted value for regression")
     probabilities: dict[str, float] | None = Field(
         default=None, description="each class's probability, for classifiers that estimate them"
@@ -106,6 +127,7 @@ class Prediction(BaseModel):
 
 class BatchPrediction(BaseModel):
     model_tag: str = Field(description="the model version that answered, <project>:<version>")
+    request_id: str = Field(description=REQUEST_ID_DESCRIPTION)
     predictions: list[RowPrediction] = Field(description="one per input row, in the same order")
 
 
@@ -167,10 +189,13 @@ def pinned_tag(tag: str | None) -> str:
 
 
 def request_rows(frame: pd.DataFrame, schema: dict) -> list[dict]:
-    """Rows of a frame as a client sends them: the schema's columns, JSON types, missing values as None."""
+    """Rows of a frame as a client sends them: the schema's columns, JSON types, missing values as None; and the
+    schema's id column when the frame has it."""
+    id_column = schema.get("id_column")
+    carried = [id_column] if id_column and id_column in frame.columns else []
     rows = []
-    for record in frame[[column["name"] for column in schema["columns"]]].to_dict("records"):
-        row = {}
+    for record in frame[[column["name"] for column in schema["columns"]] + carried].to_dict("records"):
+        row = {name: _id_value(record[name]) for name in carried}
         for column in schema["columns"]:
             value = record[column["name"]]
             if pd.isna(value):
@@ -181,6 +206,17 @@ def request_rows(frame: pd.DataFrame, schema: dict) -> list[dict]:
                 row[column["name"]] = bool(value) if column["type"] == "bool" else str(value)
         rows.append(row)
     return rows
+
+
+def _id_value(value: Any) -> str | int | None:
+    """An id as JSON sends it: an integer stays one (also when a column with gaps made it a float), else text."""
+    if pd.isna(value):
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    return str(value)
 
 
 def read_schema(model_dir: str | Path) -> dict:

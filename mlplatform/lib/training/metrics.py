@@ -56,12 +56,7 @@ def classification_metrics(truth, predicted, probabilities, classes, positive: s
     column = list(classes).index(positive) if positive is not None else 1
     predicted = np.asarray(predicted).astype(str)
     scores = {
-        "accuracy": skm.accuracy_score(truth, predicted),
-        "balanced_accuracy": skm.balanced_accuracy_score(truth, predicted),
-        "f1_macro": skm.f1_score(truth, predicted, average="macro", zero_division=0),
-        "f1_weighted": skm.f1_score(truth, predicted, average="weighted", zero_division=0),
-        "precision_macro": skm.precision_score(truth, predicted, average="macro", zero_division=0),
-        "recall_macro": skm.recall_score(truth, predicted, average="macro", zero_division=0),
+        **label_metrics(truth, predicted),
         "log_loss": skm.log_loss(truth, probabilities, labels=list(classes)),
         "brier": skm.brier_score_loss(truth, probabilities, labels=list(classes))
         if len(classes) > 2
@@ -84,6 +79,21 @@ def classification_metrics(truth, predicted, probabilities, classes, positive: s
             scores["roc_auc"] = skm.roc_auc_score(
                 truth, probabilities, multi_class="ovr", average="weighted", labels=list(classes)
             )
+    return {name: float(value) for name, value in scores.items()}
+
+
+def label_metrics(truth, predicted) -> dict[str, float]:
+    """The metrics of predicted labels alone, without probabilities: defined for any true labels, so a row
+    whose true class the model never learned counts as a wrong answer (live labels may hold one)."""
+    truth, predicted = np.asarray(truth).astype(str), np.asarray(predicted).astype(str)
+    scores = {
+        "accuracy": skm.accuracy_score(truth, predicted),
+        "balanced_accuracy": skm.balanced_accuracy_score(truth, predicted),
+        "f1_macro": skm.f1_score(truth, predicted, average="macro", zero_division=0),
+        "f1_weighted": skm.f1_score(truth, predicted, average="weighted", zero_division=0),
+        "precision_macro": skm.precision_score(truth, predicted, average="macro", zero_division=0),
+        "recall_macro": skm.recall_score(truth, predicted, average="macro", zero_division=0),
+    }
     return {name: float(value) for name, value in scores.items()}
 
 
