@@ -4,6 +4,7 @@
 |---|---|---|
 | MLPLATFORM_ENV | ``local`` (files under MLPLATFORM_HOME) or ``cloud`` (S3) | local |
 | MLPLATFORM_HOME | the folder that holds all local state | ./.mlplatform |
+| BENTOML_HOME | BentoML's own: its model store (the registry) and bentos, one per process | $MLPLATFORM_HOME/bentoml |
 | MLPLATFORM_SPEC | the project spec file | the bundled penguins example |
 | MLPLATFORM_BUCKET | the bucket for artifacts when MLPLATFORM_ENV=cloud | (required there) |
 | MLPLATFORM_PREFIX | the key prefix within that bucket | mlplatform |
@@ -60,6 +61,7 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)  # the local deployment's token, when given
     alert_webhook: str | None = field(default=None, repr=False)  # a Slack webhook URL is itself a secret
     ui_url: str = "http://127.0.0.1:3000"
+    named_bentoml_home: Path | None = None  # BENTOML_HOME, when the environment sets it
 
     @classmethod
     def from_env(
@@ -99,6 +101,7 @@ class Settings:
             api_token=environ.get(API_TOKEN) or None,
             alert_webhook=environ.get("MLPLATFORM_ALERT_WEBHOOK") or None,
             ui_url=(environ.get("MLPLATFORM_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
+            named_bentoml_home=bentoml_home_named_by(environ["BENTOML_HOME"]) if environ.get("BENTOML_HOME") else None,
         )
 
     @property
@@ -107,8 +110,10 @@ class Settings:
 
     @property
     def bentoml_home(self) -> Path:
-        """BentoML's home (its model store and bentos): the model registry lives here."""
-        return self.home / "bentoml"
+        """BentoML's home (its model store and bentos): the model registry lives here. BentoML's own BENTOML_HOME
+        names it when the environment sets it, so that this process, its step processes and ``bentoml`` commands
+        typed in the same shell all use one home."""
+        return self.named_bentoml_home or self.home / "bentoml"
 
     @property
     def deployment_home(self) -> Path:
@@ -125,6 +130,14 @@ class Settings:
         if self.env == "cloud":
             return f"s3://{self.bucket}/{self.prefix}"
         return str(self.home / "artifacts")
+
+
+def bentoml_home_named_by(value: str) -> Path:
+    """The folder a BENTOML_HOME value names, read as BentoML reads it (``$VARIABLES`` and ``~`` expanded until
+    nothing changes), made absolute."""
+    while (expanded := os.path.expanduser(os.path.expandvars(value))) != value:
+        value = expanded
+    return Path(value).resolve()
 
 
 @dataclass(frozen=True)

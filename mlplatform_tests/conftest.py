@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +17,12 @@ from mlplatform.settings import Settings
 
 EXAMPLE_CSV = default_spec_path().parent / "penguins.csv"
 
-# BentoML reads BENTOML_HOME once, at its first use, and otherwise keeps models and bentos under ~/bentoml.
-# Set before any test runs, it keeps every in-process BentoML store of the session in one temporary folder.
-BENTOML_HOME = Path(tempfile.mkdtemp(prefix="mlplatform-tests-bentoml-"))
+# BentoML reads BENTOML_HOME once, at its first use, and otherwise keeps models and bentos under ~/bentoml; a
+# process has one BentoML home (mlplatform.resources.model_store). Set before any test runs, this is the home of
+# every in-process store of the session: a test's registry, its Settings (BENTOML_HOME in their environment) and
+# the subprocesses whose store it reads use this one. A subprocess that stands for a user's own shell (the CLI
+# tests, `mlplatform dev`) is started without it, so that its `--home` holds its models, as a user's does.
+BENTOML_HOME = Path(tempfile.mkdtemp(prefix="mlplatform-tests-bentoml-")).resolve()
 os.environ["BENTOML_HOME"] = str(BENTOML_HOME)
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
@@ -28,6 +31,29 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 def _remove_bentoml_home():
     yield
     shutil.rmtree(BENTOML_HOME, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _models_a_test_stores_are_deleted_after_it() -> Iterator[None]:
+    """With one home for the session, what a test stores would be seen by the next (``Registry.trained_on``
+    finding a model so that nothing is trained, a count of versions one too high): the models a test stored, in
+    this process or in a subprocess given this home, are deleted after it. Models of session- or module-scoped
+    fixtures exist before the test starts and are kept; such a fixture names a project of its own
+    (serving/conftest.py), so that no test of another project sees them."""
+    before = _stored_models()
+    yield
+    for tag in _stored_models() - before:
+        import bentoml
+
+        bentoml.models.delete(tag)
+
+
+def _stored_models() -> set[str]:
+    if not (BENTOML_HOME / "models").exists():  # no process has used BentoML with this home yet: no model, and
+        return set()  # no need to import BentoML for a test that does not use it
+    import bentoml
+
+    return {str(model.tag) for model in bentoml.models.list()}
 
 
 @pytest.fixture
@@ -72,13 +98,12 @@ def settings(tmp_path: Path) -> Settings:
             "MLPLATFORM_HOME": str(tmp_path / "home"),
             "MLPLATFORM_SPEC": str(default_spec_path()),
             "MLPLATFORM_DEPLOY": "none",
+            "BENTOML_HOME": str(BENTOML_HOME),
         }
     )
 
 
 # Real servers (see mlplatform_tests/servers.py), imported here because this section was appended.
-from collections.abc import Iterator  # noqa: E402
-
 from mlplatform_tests.servers import S3Bucket, S3Server, free_port, running_moto_server  # noqa: E402
 
 

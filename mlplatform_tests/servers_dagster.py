@@ -148,7 +148,8 @@ def dagster_dev(
     scratch = home.parent / f"{home.name}-tmp"
     scratch.mkdir(exist_ok=True)
     log_path = home.parent / f"{home.name}-dagster-dev.log"
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+    # As a user starts it: its models under HOME, not in this test session's BENTOML_HOME.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_", "BENTOML_HOME"))}
     env = {
         **inherited,
         "TMPDIR": str(scratch),

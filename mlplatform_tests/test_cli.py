@@ -15,7 +15,9 @@ from mlplatform_tests.servers import free_port
 
 
 def mlplatform(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+    """The command in a shell as a user has it: none of our settings, and no BENTOML_HOME (this session's), so
+    that ``--home`` holds the models too."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_", "BENTOML_HOME"))}
     environ["MLPLATFORM_DEPLOY"] = "none"  # unless a test serves, on a port of its own (3001 may be taken)
     environ |= settings
     return subprocess.run(
@@ -207,7 +209,7 @@ def test_the_hint_after_a_lost_gate_promotes_when_pasted(tmp_path: Path, penguin
     [hint] = [line.split("promote it by hand: ", 1)[1] for line in lost.stdout.splitlines() if "by hand: " in line]
     assert "--home state --spec spec.yaml" in hint, hint
     challenger = hint.split(" promote ", 1)[1].split()[0]
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_", "BENTOML_HOME"))}
     pasted = subprocess.run(
         ["bash", "-c", hint],
         cwd=tmp_path,

@@ -21,6 +21,7 @@ from mlplatform.lib.spec import default_spec_path, load_spec
 from mlplatform.resources import LocalServing, bentos
 from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.settings import Settings
+from mlplatform_tests.conftest import BENTOML_HOME
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.models import save_penguins_model
 
@@ -56,7 +57,9 @@ def test_a_batch_needs_a_folder_to_land_in(tmp_path: Path, demo: Path, capsys: p
 def test_landed_batches_pass_the_checks_and_drifted_ones_are_flagged(
     tmp_path: Path, demo: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    settings = Settings.from_env({"MLPLATFORM_DEPLOY": "none"}, home=tmp_path / "home", spec_path=demo)
+    settings = Settings.from_env(
+        {"MLPLATFORM_DEPLOY": "none", "BENTOML_HOME": str(BENTOML_HOME)}, home=tmp_path / "home", spec_path=demo
+    )
     ingest = build_definitions(settings).resolve_job_def(INGEST_BATCH)
     instance = dg.DagsterInstance.ephemeral()
     assert ingest.execute_in_process(instance=instance).success  # the bundled rows, the first batch

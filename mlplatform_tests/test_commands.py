@@ -62,8 +62,9 @@ def test_a_state_folder_and_spec_of_ones_own_are_repeated(tmp_path: Path, monkey
 
 
 def user_environ(path: str) -> dict[str, str]:
-    """A shell as the user has it: no uv run around it, no settings of ours."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_", "UV", "VIRTUAL_ENV"))}
+    """A shell as the user has it: no uv run around it, no settings of ours (nor this session's BENTOML_HOME)."""
+    ours = ("MLPLATFORM_", "DAGSTER_", "BENTOML_HOME", "UV", "VIRTUAL_ENV")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     return keep | {"PATH": path, "MLPLATFORM_DEPLOY": "none"}
 
 

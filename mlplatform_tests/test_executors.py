@@ -20,7 +20,7 @@ import yaml
 
 from mlplatform.lib.registry.registry import Registry
 from mlplatform.resources.model_store import BentoMLStore
-from mlplatform_tests.conftest import EXAMPLE_CSV
+from mlplatform_tests.conftest import BENTOML_HOME, EXAMPLE_CSV
 from mlplatform_tests.test_cli import mlplatform
 
 TRAINING = "train_and_evaluate"
@@ -39,14 +39,15 @@ def write_spec(folder: Path, candidates: dict) -> Path:
 
 
 def environment(home: Path, spec: Path, **settings: str) -> dict[str, str]:
-    """The settings `mlplatform run --home` uses, as environment values, for scripts of our own."""
+    """The settings `mlplatform run --home` uses, as environment values, for scripts of our own; their models go to
+    the session's BentoML home, the one this process's registry reads (``read_every_model``)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_", "BENTOML_"))}
     return environ | {
         "MLPLATFORM_HOME": str(home),
         "MLPLATFORM_SPEC": str(spec),
         "MLPLATFORM_DEPLOY": "none",
         "DAGSTER_HOME": str(home / "dagster"),
-        "BENTOML_HOME": str(home / "bentoml"),
+        "BENTOML_HOME": str(BENTOML_HOME),
         "BENTOML_DO_NOT_TRACK": "true",
         "PYTHONUNBUFFERED": "1",
         **settings,
@@ -107,11 +108,11 @@ def read_every_artifact(home: Path) -> list[Path]:
 
 def read_every_model(home: Path) -> list[str]:
     """Every version in the model store loads, and nothing else is in the store (no half-written version)."""
-    registry = Registry(BentoMLStore(home / "bentoml"), str(home / "artifacts"), "penguins")
+    registry = Registry(BentoMLStore(BENTOML_HOME), str(home / "artifacts"), "penguins")
     tags = [version.tag for version in registry.versions()]
     for tag in tags:
         assert registry.load(tag).model.pipeline is not None
-    folders = home / "bentoml" / "models" / "penguins"
+    folders = BENTOML_HOME / "models" / "penguins"
     on_disk = {path.name for path in folders.iterdir() if path.is_dir()} if folders.exists() else set()
     assert on_disk == {tag.split(":")[1] for tag in tags}
     return tags
@@ -220,6 +221,6 @@ def test_a_run_killed_mid_step_is_re_executed_from_the_failure_leaving_nothing_h
     stored = read_every_artifact(home)
     assert home / "artifacts" / "assets" / "trained_model.joblib" in stored
     [tag] = read_every_model(home)
-    registry = Registry(BentoMLStore(home / "bentoml"), str(home / "artifacts"), "penguins")
+    registry = Registry(BentoMLStore(BENTOML_HOME), str(home / "artifacts"), "penguins")
     assert registry.champion().tag == tag
     assert registry.version(tag).labels["dagster_run_id"] == rerun.run_id

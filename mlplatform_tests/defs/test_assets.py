@@ -11,6 +11,7 @@ from sklearn.datasets import load_diabetes
 from mlplatform.definitions import MATERIALIZE_ALL, build_definitions, build_resources
 from mlplatform.defs.data.assets import accepted_data, cleaned_data, raw_batch
 from mlplatform.settings import Settings
+from mlplatform_tests.conftest import BENTOML_HOME
 
 
 def materialization(result, key: str) -> dict:
@@ -20,7 +21,12 @@ def materialization(result, key: str) -> dict:
 
 def settings_for(tmp_path: Path, spec: Path) -> Settings:
     return Settings.from_env(
-        {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(spec), "MLPLATFORM_DEPLOY": "none"}
+        {
+            "MLPLATFORM_HOME": str(tmp_path / "home"),
+            "MLPLATFORM_SPEC": str(spec),
+            "MLPLATFORM_DEPLOY": "none",
+            "BENTOML_HOME": str(BENTOML_HOME),
+        }
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
 from mlplatform.lib.spec import default_spec_path
 from mlplatform.settings import Settings
+from mlplatform_tests.conftest import BENTOML_HOME
 
 
 @pytest.mark.slow
@@ -17,6 +18,7 @@ def test_the_whole_graph_stores_its_artifacts_in_the_bucket(s3_bucket, tmp_path)
             "MLPLATFORM_PREFIX": "team-a",
             "MLPLATFORM_HOME": str(tmp_path / "home"),
             "MLPLATFORM_SPEC": str(default_spec_path()),
+            "BENTOML_HOME": str(BENTOML_HOME),
         }
     )
     result = (

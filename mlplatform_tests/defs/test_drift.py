@@ -22,6 +22,7 @@ from mlplatform.lib.serving.serving import ModelRunner, request_rows
 from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.resources.predictions import PredictionLogs
 from mlplatform.settings import Settings
+from mlplatform_tests.conftest import BENTOML_HOME
 from mlplatform_tests.models import fitted, save_version
 
 DRIFT_SETTINGS = {"min_rows": 100, "window_hours": 1}
@@ -37,6 +38,7 @@ class Monitored:
                 "MLPLATFORM_HOME": str(tmp_path / "home"),
                 "MLPLATFORM_SPEC": str(self.spec_path),
                 "MLPLATFORM_DEPLOY": "none",
+                "BENTOML_HOME": str(BENTOML_HOME),
             }
         )
         self.defs = build_definitions(self.settings)

@@ -20,6 +20,7 @@ from mlplatform.lib.registry.registry import Registry
 from mlplatform.lib.spec import load_spec
 from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.settings import Settings
+from mlplatform_tests.conftest import BENTOML_HOME
 from mlplatform_tests.defs.test_models import gate
 
 # Full-depth trees: they memorise the rows they are fitted on, the overfitting that more data cures.
@@ -60,7 +61,12 @@ def test_a_challenger_trained_on_more_data_wins_on_rows_the_champion_never_saw(t
     )
     spec = load_spec(spec_path)
     settings = Settings.from_env(
-        {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(spec_path), "MLPLATFORM_DEPLOY": "none"}
+        {
+            "MLPLATFORM_HOME": str(tmp_path / "home"),
+            "MLPLATFORM_SPEC": str(spec_path),
+            "MLPLATFORM_DEPLOY": "none",
+            "BENTOML_HOME": str(BENTOML_HOME),
+        }
     )
     job = build_definitions(settings).resolve_job_def(MATERIALIZE_ALL)
     instance = dg.DagsterInstance.ephemeral()

@@ -18,6 +18,7 @@ from mlplatform.lib.serving import serving
 from mlplatform.lib.serving.prediction_log import PredictionLog
 from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.settings import Settings
+from mlplatform_tests.conftest import BENTOML_HOME
 from mlplatform_tests.serving.models import SavedModel, save_penguins_model
 
 
@@ -28,7 +29,12 @@ class Monitored:
         self.labels = tmp_path / "labels"
         spec = write_spec(monitoring={"labels": {"uri": str(self.labels)}, "min_labelled": 20, **monitoring})
         self.settings = Settings.from_env(
-            {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(spec), "MLPLATFORM_DEPLOY": "none"}
+            {
+                "MLPLATFORM_HOME": str(tmp_path / "home"),
+                "MLPLATFORM_SPEC": str(spec),
+                "MLPLATFORM_DEPLOY": "none",
+                "BENTOML_HOME": str(BENTOML_HOME),
+            }
         )
         self.defs = build_definitions(self.settings)
         self.instance = dg.DagsterInstance.ephemeral()
@@ -67,8 +73,8 @@ class Monitored:
 @pytest.fixture
 def monitored(tmp_path: Path, write_spec) -> Monitored:
     home = tmp_path / "home"
-    model = save_penguins_model(home / "bentoml")  # its registry's pointer root is the home's artifacts
-    Registry(BentoMLStore(home / "bentoml"), str(home / "artifacts"), "penguins").promote(
+    model = save_penguins_model(BENTOML_HOME)  # this process's BentoML home; the champion pointer is the home's
+    Registry(BentoMLStore(BENTOML_HOME), str(home / "artifacts"), "penguins").promote(
         model.tag, kind="manual", by="test", reason="the model under watch"
     )
     return Monitored(tmp_path, write_spec, model, max_decay=0.05)

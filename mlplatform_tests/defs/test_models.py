@@ -18,7 +18,7 @@ from mlplatform.definitions import (
 from mlplatform.lib.registry.registry import Registry
 from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.settings import Settings
-from mlplatform_tests.conftest import EXAMPLE_CSV
+from mlplatform_tests.conftest import BENTOML_HOME, EXAMPLE_CSV
 
 STRONG = {"strong": {"estimator": "logistic_regression", "trials": 1}}
 # Regularised into near-uselessness: it predicts little more than the commonest species.
@@ -35,6 +35,7 @@ class Project:
                 "MLPLATFORM_HOME": str(tmp_path / "home"),
                 "MLPLATFORM_SPEC": str(write_spec()),
                 "MLPLATFORM_DEPLOY": "none",
+                "BENTOML_HOME": str(BENTOML_HOME),
                 **environ,
             }
         )

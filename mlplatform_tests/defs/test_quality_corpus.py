@@ -18,6 +18,7 @@ from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
 from mlplatform.lib.spec import default_spec_path
 from mlplatform.settings import Settings
 from mlplatform.summary import KEPT_CHAMPION, REJECTED, outcome
+from mlplatform_tests.conftest import BENTOML_HOME
 
 DOWNSTREAM = {
     "accepted_data",
@@ -75,7 +76,12 @@ def landed(tmp_path: Path, penguins: pd.DataFrame, quality: dict) -> Landing:
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     settings = Settings.from_env(
-        {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(spec_path), "MLPLATFORM_DEPLOY": "none"}
+        {
+            "MLPLATFORM_HOME": str(tmp_path / "home"),
+            "MLPLATFORM_SPEC": str(spec_path),
+            "MLPLATFORM_DEPLOY": "none",
+            "BENTOML_HOME": str(BENTOML_HOME),
+        }
     )
     job = build_definitions(settings).resolve_job_def(MATERIALIZE_ALL)
     instance = dg.DagsterInstance.ephemeral()

@@ -9,6 +9,7 @@ import pandas as pd
 
 from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
 from mlplatform.settings import Settings
+from mlplatform_tests.conftest import BENTOML_HOME
 
 
 def survey(rows: int, unlabeled: float) -> pd.DataFrame:
@@ -28,7 +29,12 @@ def test_a_survey_with_40_percent_unlabeled_rows_is_accepted_and_trained_on(tmp_
     survey(1000, unlabeled=0.4).to_csv(data, index=False)
     spec = write_spec(name="survey", problem={"task": "classification", "target": "insured"}, source={"uri": str(data)})
     settings = Settings.from_env(
-        {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_SPEC": str(spec), "MLPLATFORM_DEPLOY": "none"}
+        {
+            "MLPLATFORM_HOME": str(tmp_path / "home"),
+            "MLPLATFORM_SPEC": str(spec),
+            "MLPLATFORM_DEPLOY": "none",
+            "BENTOML_HOME": str(BENTOML_HOME),
+        }
     )
 
     instance = dg.DagsterInstance.ephemeral()

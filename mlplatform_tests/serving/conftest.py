@@ -4,7 +4,6 @@ module imported against it, and (for slow tests) its bento built and served by `
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from mlplatform.lib.project_files import project_file
 from mlplatform.resources import bentos
+from mlplatform_tests.conftest import BENTOML_HOME
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.models import SavedModel, save_penguins_model
 
@@ -23,8 +23,9 @@ TOKEN = "test-token-5f3c"
 @pytest.fixture(scope="session")
 def penguins_model() -> SavedModel:
     """A model version in the session's BentoML home (the root conftest's BENTOML_HOME), where both the
-    registry and an in-process service find it."""
-    return save_penguins_model(Path(os.environ["BENTOML_HOME"]))
+    registry and an in-process service find it. It outlives the test that made it, so it is a project of its own:
+    the tests of project 'penguins' never count it among theirs."""
+    return save_penguins_model(BENTOML_HOME, project="served-penguins")
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +56,7 @@ def service_module(penguins_model: SavedModel, prediction_log_dir: Path) -> Modu
 @pytest.fixture(scope="session")
 def bento_tag(penguins_model: SavedModel) -> str:
     """The predictor bento built for the test model (``bentoml build --arg model_tag=...``)."""
-    return bentos.build(penguins_model.tag, bentoml_home=os.environ["BENTOML_HOME"])
+    return bentos.build(penguins_model.tag, bentoml_home=BENTOML_HOME)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def serve_bento(bento_tag: str, folder: Path, **environment: str) -> bentos.Loca
     return bentos.serve(
         bento_tag,
         port=free_port(),
-        bentoml_home=os.environ["BENTOML_HOME"],
+        bentoml_home=BENTOML_HOME,
         log_path=folder / "bentoml.log",
         environment={"MLPLATFORM_PREDICTION_LOG": str(folder / "predictions"), **environment},
     )

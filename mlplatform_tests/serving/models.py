@@ -28,13 +28,18 @@ class SavedModel:
     holdout: pd.DataFrame  # raw input columns (and the target), as the pipeline takes them
 
     @property
+    def project(self) -> str:
+        return self.tag.split(":")[0]
+
+    @property
     def inputs(self) -> pd.DataFrame:
         return self.holdout[[column["name"] for column in self.schema["columns"]]]
 
 
-def save_penguins_model(bentoml_home: Path) -> SavedModel:
-    """Train on the bundled penguins and store the model as a new registry version under ``bentoml_home``."""
-    spec = load_spec(default_spec_path())
+def save_penguins_model(bentoml_home: Path, project: str = "penguins") -> SavedModel:
+    """Train on the bundled penguins and store the model as a new registry version of ``project`` under
+    ``bentoml_home`` (this process's BentoML home)."""
+    spec = load_spec(default_spec_path()).model_copy(update={"name": project})
     cleaned, _ = clean(pd.read_csv(default_spec_path().parent / "penguins.csv"), spec)
     training, holdout, _ = features.split(cleaned, spec)
     model = fitted(training, spec)

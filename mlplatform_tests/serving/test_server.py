@@ -82,7 +82,7 @@ def test_the_openapi_docs_describe_the_typed_request(served_bento: ServedBento) 
     spec = httpx.get(served_bento.url + "/docs.json", timeout=30).json()
 
     assert {"/predict", "/predict_batch"} <= set(spec["paths"])
-    row = spec["components"]["schemas"]["PenguinsRow"]
+    row = spec["components"]["schemas"]["ServedPenguinsRow"]  # the project of serving/conftest.py's model
     assert row["properties"]["island"]["anyOf"][0]["enum"] == ["Biscoe", "Dream", "Torgersen"]
     assert set(row["required"]) == {
         "bill_length_mm",
@@ -167,10 +167,10 @@ def test_the_prediction_log_receives_the_rows(served_bento: ServedBento, penguin
     assert post(served_bento, "/predict_batch", {"rows": rows}).status_code == 200
 
     deadline = time.monotonic() + 30  # the log is written every few seconds, off the request path
-    logged = read_prediction_log(served_bento.prediction_log, "penguins")
+    logged = read_prediction_log(served_bento.prediction_log, penguins_model.project)
     while time.monotonic() < deadline and (logged.empty or (logged["body_mass_g"] == marker).sum() < len(rows)):
         time.sleep(0.5)
-        logged = read_prediction_log(served_bento.prediction_log, "penguins")
+        logged = read_prediction_log(served_bento.prediction_log, penguins_model.project)
 
     mine = logged[logged["body_mass_g"] == marker]
     assert mine["island"].tolist() == [row["island"] for row in rows]

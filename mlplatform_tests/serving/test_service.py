@@ -81,7 +81,7 @@ def test_the_log_holds_every_answered_row_after_close(
 
     service.close()
 
-    logged = read_prediction_log(tmp_path / "log", "penguins")
+    logged = read_prediction_log(tmp_path / "log", penguins_model.project)
     assert logged["endpoint"].tolist() == ["predict_batch"] * 5 + ["predict"]
     assert logged["island"].tolist() == [row.model_dump(by_alias=True)["island"] for row in rows[:6]]
     assert logged["model_tag"].unique().tolist() == [penguins_model.tag]

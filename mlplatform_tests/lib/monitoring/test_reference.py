@@ -14,12 +14,13 @@ from mlplatform.lib.monitoring.reference import ReferenceError, reference_sample
 from mlplatform.lib.registry import registry
 from mlplatform.lib.registry.registry import Registry
 from mlplatform.resources.model_store import BentoMLStore
+from mlplatform_tests.conftest import BENTOML_HOME
 from mlplatform_tests.models import fitted, save_version
 
 
 @pytest.fixture
 def models(tmp_path: Path) -> Registry:
-    return Registry(BentoMLStore(tmp_path / "bentoml"), str(tmp_path / "artifacts"), "penguins")
+    return Registry(BentoMLStore(BENTOML_HOME), str(tmp_path / "artifacts"), "penguins")
 
 
 def trained(spec, frame: pd.DataFrame):

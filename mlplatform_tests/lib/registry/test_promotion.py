@@ -11,6 +11,7 @@ from mlplatform.lib.registry import registry
 from mlplatform.lib.registry.promotion import ComparedRows, gate, judge
 from mlplatform.lib.registry.registry import Registry
 from mlplatform.resources.model_store import BentoMLStore
+from mlplatform_tests.conftest import BENTOML_HOME
 from mlplatform_tests.models import fitted, save_version
 
 CLASSIFY = {"task": "classification", "target": "label", "metric": "f1_macro"}
@@ -107,7 +108,7 @@ class TestGate:
         rng = np.random.default_rng(5)
         x = rng.uniform(-3, 3, size=400)
         frame = pd.DataFrame({"x": x, "z": rng.normal(size=400), "y": 3 * x + rng.normal(size=400)})
-        models = Registry(BentoMLStore(tmp_path / "bentoml"), str(tmp_path / "artifacts"), "p")
+        models = Registry(BentoMLStore(BENTOML_HOME), str(tmp_path / "artifacts"), "p")
         return spec, frame, models
 
     @staticmethod
@@ -139,10 +140,10 @@ class TestGate:
             f"{champion.tag} trained on them"
         ) in verdict.reasons
 
-    def test_a_champion_stored_without_row_ids_is_compared_on_the_whole_holdout(self, setting, tmp_path) -> None:
+    def test_a_champion_stored_without_row_ids_is_compared_on_the_whole_holdout(self, setting) -> None:
         spec, frame, models = setting
         champion = self.stored(models, spec, frame.iloc[:200], promote=True)
-        (tmp_path / "bentoml" / "models" / "p" / champion.tag.split(":")[1] / registry.TRAINING_ROWS_FILE).unlink()
+        (BENTOML_HOME / "models" / "p" / champion.tag.split(":")[1] / registry.TRAINING_ROWS_FILE).unlink()
         training, holdout, _ = split(frame, spec)
 
         verdict = gate(self.stored(models, spec, training), holdout, spec, models)

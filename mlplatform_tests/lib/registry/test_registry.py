@@ -1,4 +1,4 @@
-"""The registry: models in a real BentoML model store (under tmp_path), lineage labels, the champion pointer."""
+"""The registry: models in a real BentoML model store (the session's home), lineage labels, the champion pointer."""
 
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from mlplatform.lib.monitoring.reference import reference_sample
 from mlplatform.lib.registry import registry
 from mlplatform.lib.registry.registry import Registry, RegistryError
 from mlplatform.resources.model_store import BentoMLStore
+from mlplatform_tests.conftest import BENTOML_HOME
 from mlplatform_tests.models import fitted
 
 
@@ -25,7 +26,7 @@ def trained(spec_from, penguins: pd.DataFrame):
 
 @pytest.fixture
 def models(tmp_path: Path) -> Registry:
-    return Registry(BentoMLStore(tmp_path / "bentoml"), str(tmp_path / "artifacts"), "penguins")
+    return Registry(BentoMLStore(BENTOML_HOME), str(tmp_path / "artifacts"), "penguins")
 
 
 def store(models: Registry, trained, run_id: str = "run-1", data_version: str = "d1") -> registry.ModelVersion:
@@ -43,7 +44,7 @@ def store(models: Registry, trained, run_id: str = "run-1", data_version: str = 
     )
 
 
-def test_a_saved_model_carries_its_lineage(models: Registry, trained, tmp_path: Path) -> None:
+def test_a_saved_model_carries_its_lineage(models: Registry, trained) -> None:
     spec = trained[0]
 
     version = store(models, trained)
@@ -58,7 +59,7 @@ def test_a_saved_model_carries_its_lineage(models: Registry, trained, tmp_path: 
     assert labels["metric.f1_macro"] == "0.912346" and labels["primary_metric"] == "f1_macro"
     assert labels["trained_at"].endswith("+00:00")
     assert version.metrics == {"f1_macro": 0.91234567, "accuracy": 0.95}  # full precision in the metadata
-    assert (tmp_path / "bentoml" / "models" / "penguins").is_dir()  # BentoML's own layout, in our home
+    assert (BENTOML_HOME / "models" / "penguins").is_dir()  # BentoML's own layout, in our home
 
 
 def test_a_loaded_model_predicts_like_the_one_saved(models: Registry, trained) -> None:
@@ -153,7 +154,7 @@ def test_nothing_to_roll_back_to(models: Registry, trained) -> None:
         models.rollback_target()
 
 
-def test_a_version_keeps_the_ids_of_its_training_rows(models: Registry, trained, tmp_path: Path) -> None:
+def test_a_version_keeps_the_ids_of_its_training_rows(models: Registry, trained) -> None:
     spec, _, _, training = trained
 
     version = store(models, trained)
@@ -163,13 +164,13 @@ def test_a_version_keeps_the_ids_of_its_training_rows(models: Registry, trained,
     assert kept.values.tolist() == sorted(set(features.row_ids(training, spec).tolist()))
     assert kept.basis == features.row_id_basis(training, spec)
     assert kept.basis.startswith(f"{features.ROW_ID_SCHEME}: content of {training.shape[1]} columns")
-    folder = tmp_path / "bentoml" / "models" / "penguins" / version.tag.split(":")[1]
+    folder = BENTOML_HOME / "models" / "penguins" / version.tag.split(":")[1]
     assert (folder / registry.TRAINING_ROWS_FILE).is_file()  # inside the BentoML model, so it travels with it
 
 
-def test_a_version_stored_before_row_ids_were_kept_has_none(models: Registry, trained, tmp_path: Path) -> None:
+def test_a_version_stored_before_row_ids_were_kept_has_none(models: Registry, trained) -> None:
     version = store(models, trained)
-    (tmp_path / "bentoml" / "models" / "penguins" / version.tag.split(":")[1] / registry.TRAINING_ROWS_FILE).unlink()
+    (BENTOML_HOME / "models" / "penguins" / version.tag.split(":")[1] / registry.TRAINING_ROWS_FILE).unlink()
 
     assert models.training_rows(version.tag) is None
 
