@@ -74,6 +74,6 @@ def test_the_registry_keeps_it_with_the_version_and_an_older_version_has_none(
 
     pd.testing.assert_frame_equal(models.reference(version.tag), reference_sample(model, training, schema))
     assert models.schema(version.tag) == schema
-    folder = tmp_path / "bentoml" / "models" / "penguins" / version.tag.split(":")[1]
+    folder = BENTOML_HOME / "models" / "penguins" / version.tag.split(":")[1]
     (folder / registry.REFERENCE_FILE).unlink()  # as a version stored before references were kept
     assert models.reference(version.tag) is None
