@@ -133,7 +133,11 @@ def test_a_landed_batch_is_ingested_trained_promoted_and_served_with_nothing_els
         )
     )
     home = tmp_path / "home"
-    environment = {"MLPLATFORM_SPEC": str(spec), "MLPLATFORM_DEPLOY": "local", "MLPLATFORM_SERVE_PORT": str(free_port())}
+    environment = {
+        "MLPLATFORM_SPEC": str(spec),
+        "MLPLATFORM_DEPLOY": "local",
+        "MLPLATFORM_SERVE_PORT": str(free_port()),
+    }
     served = LocalServing.for_settings(Settings.from_env({"MLPLATFORM_HOME": str(home), **environment})).deployment()
     try:
         with dagster_dev(home, environment=environment) as servers:
@@ -167,7 +171,9 @@ def test_a_landed_batch_is_ingested_trained_promoted_and_served_with_nothing_els
             # Both sensors keep looking, and find nothing more to do.
             settled = time.time()
             for sensor in ("new_data", "retrain"):
-                wait_until(f"two more ticks of {sensor}", servers, lambda s=sensor: ticks_since(servers, s, settled) >= 2)
+                wait_until(
+                    f"two more ticks of {sensor}", servers, lambda s=sensor: ticks_since(servers, s, settled) >= 2
+                )
             assert [run["tags"]["mlplatform/file"][-13:] for run in runs(servers, "ingest_batch")] == [
                 "batch_000.csv",
                 "batch_001.csv",
