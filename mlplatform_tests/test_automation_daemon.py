@@ -7,13 +7,11 @@ on the first on rows neither saw, so the second run changes the champion rather 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from mlplatform.defs.automation import REASON_TAG
@@ -25,6 +23,7 @@ from mlplatform_tests.servers_dagster import (
     FINISHED,
     DagsterServers,
     ServerError,
+    answering_model_tag,
     dagster_dev,
     latest_metadata,
     run_errors,
@@ -97,18 +96,18 @@ def finished_run(servers: DagsterServers, job: str, number: int) -> dict:
     return wait_until(f"finished {job} run #{number}", servers, done)
 
 
-def served_tag(served, metadata: dict) -> str:
+def land(path: Path, text: str) -> None:
+    """Write under a name the source ignores, then rename: the sensor never lists half a file."""
+    hidden = path.with_name(f".{path.name}")
+    hidden.write_text(text)
+    hidden.rename(path)
+
+
+def served_tag(served, deployed: dict) -> str:
     """The model tag the local deployment answers a prediction with."""
     running = served.current()
     assert running is not None, "nothing serves"
-    response = requests.post(
-        f"{running.url}/predict",
-        json=json.loads(metadata["example_row"]),
-        headers={"Authorization": f"Bearer {Path(metadata['token']).read_text()}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["model_tag"]
+    return answering_model_tag(running.url, deployed)
 
 
 def test_a_landed_batch_is_ingested_trained_promoted_and_served_with_nothing_else_done(tmp_path: Path) -> None:
@@ -142,7 +141,7 @@ def test_a_landed_batch_is_ingested_trained_promoted_and_served_with_nothing_els
     try:
         with dagster_dev(home, environment=environment) as servers:
             wait_for_code_location(servers)
-            (landing / "batch_000.csv").write_text(noisy_nonlinear(300, seed=0).to_csv(index=False))
+            land(landing / "batch_000.csv", noisy_nonlinear(300, seed=0).to_csv(index=False))
 
             ingest = finished_run(servers, "ingest_batch", 1)
             training = finished_run(servers, "train_and_evaluate", 1)
@@ -156,7 +155,7 @@ def test_a_landed_batch_is_ingested_trained_promoted_and_served_with_nothing_els
             assert served_tag(served, deployed) == first_champion
 
         # The stack is down (daemon included) when the next batch lands; the first is still in the folder.
-        (landing / "batch_001.csv").write_text(noisy_nonlinear(300, seed=100).to_csv(index=False))
+        land(landing / "batch_001.csv", noisy_nonlinear(300, seed=100).to_csv(index=False))
         with dagster_dev(home, environment=environment) as servers:
             wait_for_code_location(servers)
             ingest = finished_run(servers, "ingest_batch", 2)
