@@ -31,6 +31,7 @@ from mlplatform.defs.automation.triggers import (
 )
 from mlplatform.defs.monitoring import DRIFT_ASSET, PERFORMANCE_ASSET, RETRAIN, RETRAIN_REASON
 from mlplatform.lib.data.batches import content_id
+from mlplatform.lib.data.ingest import IngestionError
 from mlplatform.settings import Settings
 
 # A run the daemon has created for a request and not yet launched (it is QUEUED once handed to the run queue,
@@ -193,7 +194,7 @@ def test_a_source_without_files_is_not_watched(tmp_path, write_spec, instance) -
 
 def test_a_missing_source_fails_the_tick_naming_it(tmp_path, write_spec, instance) -> None:
     defs = definitions_for(tmp_path, write_spec, str(tmp_path / "nowhere"))
-    with pytest.raises(Exception, match="no such file or folder"):
+    with pytest.raises(IngestionError, match="no such file or folder"):
         tick(defs, NEW_DATA_SENSOR, instance)
 
 
