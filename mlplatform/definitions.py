@@ -8,6 +8,7 @@ import dagster as dg
 
 from mlplatform.defs import monitoring
 from mlplatform.defs.automation.monitor import MONITOR_JOB, monitor_sensor
+from mlplatform.defs.automation.triggers import PIPELINE_TAG, build_triggers
 from mlplatform.defs.data import assets as data_assets
 from mlplatform.defs.deployment import assets as deployment_assets
 from mlplatform.defs.evaluation import assets as evaluation_assets
@@ -20,6 +21,7 @@ from mlplatform.defs.quality import checks as quality_checks
 from mlplatform.defs.registry import assets as registry_assets
 from mlplatform.defs.registry import checks as registry_checks
 from mlplatform.defs.training import assets as training_assets
+from mlplatform.lib.spec import Automation, SpecError, load_spec
 from mlplatform.resources import (
     ArtifactIOManager,
     ArtifactStore,
@@ -106,6 +108,20 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 description="Build the current champion's bento again and deploy it (after a reboot, say).",
             )
         )
+    ingest = dg.define_asset_job(
+        INGEST_BATCH,
+        selection=INGESTION,
+        description="Validate the next batch and, if it passes, add it to the training data.",
+        tags={PIPELINE_TAG: "ingest"},
+    )
+    train = dg.define_asset_job(
+        TRAIN_AND_EVALUATE,
+        selection=dg.AssetSelection.all() - INGESTION - MONITORING,
+        description="Everything downstream of the accepted data: cleaning, features, candidates, the "
+        "chosen model, its report, the registry, the promotion gate and the deployment.",
+        tags={PIPELINE_TAG: "train"},
+    )
+    triggers = build_triggers(automation_for(settings), ingest=ingest, train=train, run_config=run_config)
     return dg.Definitions(
         assets=[*dg.load_assets_from_modules(domains), *deployment],
         asset_checks=dg.load_asset_checks_from_modules([quality_checks, registry_checks, drift_monitoring]),
@@ -117,17 +133,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 description="Every asset, from ingestion to the champion and what serves it (monitoring has its "
                 "own job).",
             ),
-            dg.define_asset_job(
-                INGEST_BATCH,
-                selection=INGESTION,
-                description="Validate the next batch and, if it passes, add it to the training data.",
-            ),
-            dg.define_asset_job(
-                TRAIN_AND_EVALUATE,
-                selection=dg.AssetSelection.all() - INGESTION - MONITORING,
-                description="Everything downstream of the accepted data: cleaning, features, candidates, the "
-                "chosen model, its report, the registry, the promotion gate and the deployment.",
-            ),
+            ingest,
+            train,
             dg.define_asset_job(
                 PROMOTE_MODEL,
                 selection=dg.AssetSelection.assets("champion_model").downstream() - MONITORING,
@@ -147,11 +154,23 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 "store the result beside the original, without promoting it.",
             ),
         ],
-        sensors=[monitor_sensor(settings.spec_path)],
+        sensors=[*triggers.sensors, monitor_sensor(settings.spec_path)],
+        schedules=triggers.schedules,
         resources=build_resources(settings),
         executor=executor,
         loggers={"console": dg.colored_console_logger, "progress": progress_logger},
     )
+
+
+def automation_for(settings: Settings) -> Automation:
+    """The spec's ``automation`` section: whether each trigger starts on or off, how often the sensors look,
+    the schedule. A spec that cannot be read must not break the code location: its triggers then start
+    stopped, without a schedule, and any run names the spec's problem (as ``check-spec`` does)."""
+    try:
+        return load_spec(settings.spec_path).automation
+    except SpecError as exc:
+        dg.get_dagster_logger().warning(f"Every trigger starts stopped: {exc}")
+        return Automation()
 
 
 def run_config(spec_path: Path, *, progress: bool = False) -> dict:

@@ -15,6 +15,7 @@ SIGTERM in the child before it starts, whatever the test runner inherited.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -429,6 +430,20 @@ def latest_metadata(servers: DagsterServers, asset: str) -> tuple[str, dict[str,
     for entry in latest["metadataEntries"]:
         values[entry["label"]] = next((entry[name] for name in _VALUE_FIELDS if name in entry), entry["__typename"])
     return latest["runId"], values
+
+
+def answering_model_tag(url: str, deployed: Mapping[str, object]) -> str:
+    """The model tag the server at ``url`` answers the local deployment's example row with, given its token:
+    both as ``local_deployment``'s metadata (``latest_metadata``) records them."""
+    response = requests.post(
+        f"{url}/predict",
+        json=json.loads(str(deployed["example_row"])),
+        headers={"Authorization": f"Bearer {Path(str(deployed['token'])).read_text()}"},
+        timeout=30,
+    )
+    if response.status_code != 200:
+        raise ServerError(f"{url}/predict answered {response.status_code}: {response.text}")
+    return response.json()["model_tag"]
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -3,12 +3,10 @@ API as the UI drives it: load the code location, "Materialize all", read back wh
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from mlplatform.cli import instance_config
@@ -18,6 +16,7 @@ from mlplatform_tests.servers_dagster import (
     EXAMPLE_PLOTS,
     PNG_SIGNATURE,
     DagsterServers,
+    answering_model_tag,
     latest_metadata,
     png_from_markdown,
     tree,
@@ -97,14 +96,7 @@ def test_materialize_all_leaves_the_champion_served(dagster_ui: DagsterServers, 
     running = dagster_ui.local_deployment.current()
     assert running is not None and running.model_tag == metadata["model_tag"] == champion["tag"]
 
-    response = requests.post(
-        f"{running.url}/predict",
-        json=json.loads(metadata["example_row"]),
-        headers={"Authorization": f"Bearer {Path(metadata['token']).read_text()}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["model_tag"] == champion["tag"]
+    assert answering_model_tag(running.url, metadata) == champion["tag"]
 
 
 def test_evaluation_report_metadata_holds_holdout_metrics(dagster_ui: DagsterServers, materialized_run: str) -> None:

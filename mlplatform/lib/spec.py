@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlplatform.lib.automation.cron import check_cron
+
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 # What the evaluation reports (and a promotion floor may name): the optimisable metrics and a few more.
@@ -315,6 +317,11 @@ class Automation(_Strict):
     # The least time between the starts of two automatic training runs; at most one runs and one waits.
     cooldown_minutes: float = Field(default=30.0, ge=0.0)
     sensor_seconds: int = Field(default=30, ge=5)  # how often the sensors look
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _readable_cron(cls, cron: str | None) -> str | None:
+        return None if cron is None else check_cron(cron)
 
     @field_validator("timezone")
     @classmethod

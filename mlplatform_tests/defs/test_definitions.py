@@ -1,4 +1,5 @@
-"""The code location loads, quickly and without reading the spec, and holds the expected graph."""
+"""The code location loads, quickly and reading no more of the spec than its automation section, and holds the
+expected graph."""
 
 import dagster as dg
 import pytest

@@ -100,7 +100,7 @@ def arriving_batch(spec: ProjectSpec, ledger: BatchLedger, file: str = "") -> Ba
 
 @dataclass(frozen=True)
 class Arrival:
-    """A file in a folder of batches that was neither accepted nor quarantined."""
+    """A data file the source holds, and the hash of its bytes."""
 
     name: str  # as people read it (s3://bucket/key for object storage)
     path: str  # as the filesystem names it
@@ -108,11 +108,23 @@ class Arrival:
 
 
 def new_arrivals(spec: ProjectSpec, ledger: BatchLedger, files: ingest.DataFiles | None = None) -> list[Arrival]:
-    """The folder's new files, oldest name first. A file is read (and hashed) only when its size or time of
-    change differs from when it was last seen, so the files already accepted are not read again on every run."""
+    """The folder's new files, oldest name first: those whose content was neither accepted nor quarantined."""
+    return unknown(ledger, landed_files(spec, ledger, files))
+
+
+def unknown(ledger: BatchLedger, landed: list[Arrival]) -> list[Arrival]:
+    """The files whose content the ledger has neither accepted nor quarantined."""
+    accepted = {entry["batch_id"] for entry in ledger.manifest()}  # read once, not once per file
+    return [a for a in landed if a.batch_id not in accepted and not ledger.quarantined_batch(a.batch_id)]
+
+
+def landed_files(spec: ProjectSpec, ledger: BatchLedger, files: ingest.DataFiles | None = None) -> list[Arrival]:
+    """Every data file the source holds now, oldest name first, with the hash of its content. A file is read
+    (and hashed) only when its size or time of change differs from when it was last seen, so the files already
+    accepted are not read again on every run, nor on every tick of the sensor watching the source."""
     files = files or ingest.list_files(spec)
     seen = ledger.seen_files()
-    arrivals, changed = [], False
+    landed, changed = [], False
     for path, name in zip(files.paths, files.names, strict=True):
         signature = _signature(files.filesystem.info(path))
         known = seen.get(path)
@@ -120,11 +132,10 @@ def new_arrivals(spec: ProjectSpec, ledger: BatchLedger, files: ingest.DataFiles
             with files.filesystem.open(path, "rb") as handle:
                 known = {"signature": signature, "batch_id": content_id(handle.read())}
             seen[path], changed = known, True
-        if not ledger.knows(known["batch_id"]):
-            arrivals.append(Arrival(name, path, known["batch_id"]))
+        landed.append(Arrival(name, path, known["batch_id"]))
     if changed:
         ledger.remember_files({path: seen[path] for path in files.paths})  # forget files that have gone
-    return arrivals
+    return landed
 
 
 def _signature(info: dict) -> str:
@@ -175,7 +186,10 @@ class BatchLedger:
 
     def knows(self, batch_id: str) -> bool:
         accepted = any(entry["batch_id"] == batch_id for entry in self.manifest())
-        return accepted or (self.root / "quarantine" / batch_id / "reason.json").exists()
+        return accepted or self.quarantined_batch(batch_id)
+
+    def quarantined_batch(self, batch_id: str) -> bool:
+        return (self.root / "quarantine" / batch_id / "reason.json").exists()
 
     def accept(self, batch: Batch, run_id: str) -> bool:
         """Add a validated batch to the training data; False if it was already there."""
