@@ -10,6 +10,7 @@ from mlplatform.defs.data import assets as data_assets
 from mlplatform.defs.deployment import assets as deployment_assets
 from mlplatform.defs.evaluation import assets as evaluation_assets
 from mlplatform.defs.features import assets as feature_assets
+from mlplatform.defs.logs import JSON_LOGGER, json_logger
 from mlplatform.defs.progress import progress_logger
 from mlplatform.defs.quality import assets as quality_assets
 from mlplatform.defs.quality import checks as quality_checks
@@ -67,6 +68,16 @@ def deployment_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
     return [deployment_assets.prediction_bento, *chosen] if chosen else []
 
 
+def job_config(settings: Settings) -> dict:
+    """Every job's default run config: its events as JSON lines, and Dagster's console logger unless those
+    lines go to stdout (MLPLATFORM_LOG_FORMAT=json, one format for a container's collector). Dagster fills in
+    each logger a run's config leaves out, so a run naming its own loggers (the CLI's progress) keeps these."""
+    loggers: dict = {JSON_LOGGER: {}}
+    if settings.log_format == "text":
+        loggers["console"] = {}
+    return {"loggers": loggers}
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     # In-process locally: a process per step costs more than the steps themselves at small sizes. The
     # multiprocess executor (candidates tuned in parallel) forks each step from a server that has already
@@ -80,12 +91,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         )
     domains = [data_assets, quality_assets, feature_assets, training_assets, evaluation_assets, registry_assets]
     deployment = deployment_assets_for(settings)
+    config = job_config(settings)
     deploy_jobs = []
     if deployment:
         deploy_jobs.append(
             dg.define_asset_job(
                 DEPLOY_CHAMPION,
                 selection=dg.AssetSelection.assets(*deployment),
+                config=config,
                 description="Build the current champion's bento again and deploy it (after a reboot, say).",
             )
         )
@@ -97,35 +110,40 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             dg.define_asset_job(
                 MATERIALIZE_ALL,
                 selection=dg.AssetSelection.all(),
+                config=config,
                 description="Every asset, from ingestion to the champion and what serves it.",
             ),
             dg.define_asset_job(
                 INGEST_BATCH,
                 selection=INGESTION,
+                config=config,
                 description="Validate the next batch and, if it passes, add it to the training data.",
             ),
             dg.define_asset_job(
                 TRAIN_AND_EVALUATE,
                 selection=dg.AssetSelection.all() - INGESTION,
+                config=config,
                 description="Everything downstream of the accepted data: cleaning, features, candidates, the "
                 "chosen model, its report, the registry, the promotion gate and the deployment.",
             ),
             dg.define_asset_job(
                 PROMOTE_MODEL,
                 selection=dg.AssetSelection.assets("champion_model").downstream(),
+                config=config,
                 description="Promote a stored model version, or roll back, by hand: set ops.champion_model.config "
                 "(tag, rollback, reason, requested_by). What serves the champion is rebuilt and replaced.",
             ),
             dg.define_asset_job(
                 REPRODUCE_MODEL,
                 selection=REPRODUCTION,
+                config=config,
                 description="Retrain from a recorded data version (ops.cleaned_data.config.data_version) and "
                 "store the result beside the original, without promoting it.",
             ),
         ],
         resources=build_resources(settings),
         executor=executor,
-        loggers={"console": dg.colored_console_logger, "progress": progress_logger},
+        loggers={"console": dg.colored_console_logger, "progress": progress_logger, JSON_LOGGER: json_logger(settings)},
     )
 
 
@@ -133,7 +151,9 @@ def run_config(spec_path: Path, *, progress: bool = False) -> dict:
     """Run config naming the spec explicitly, so the run records which spec it used."""
     config: dict = {"resources": {"project": {"config": {"spec_path": str(spec_path)}}}}
     if progress:
-        config["loggers"] = {"progress": {}}
+        # The terminal gets the progress lines; the console logger, which the jobs' defaults add back, is
+        # quieted rather than left to print every event a second time.
+        config["loggers"] = {"progress": {}, "console": {"config": {"log_level": "CRITICAL"}}}
     return config
 
 
