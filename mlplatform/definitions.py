@@ -6,17 +6,20 @@ from pathlib import Path
 
 import dagster as dg
 
+from mlplatform.defs.automation.alerts import alert_sensors
 from mlplatform.defs.data import assets as data_assets
 from mlplatform.defs.deployment import assets as deployment_assets
 from mlplatform.defs.evaluation import assets as evaluation_assets
 from mlplatform.defs.features import assets as feature_assets
 from mlplatform.defs.logs import JSON_LOGGER, json_logger
+from mlplatform.defs.monitoring.freshness import with_freshness
 from mlplatform.defs.progress import progress_logger
 from mlplatform.defs.quality import assets as quality_assets
 from mlplatform.defs.quality import checks as quality_checks
 from mlplatform.defs.registry import assets as registry_assets
 from mlplatform.defs.registry import checks as registry_checks
 from mlplatform.defs.training import assets as training_assets
+from mlplatform.lib.spec import load_spec
 from mlplatform.resources import (
     ArtifactIOManager,
     ArtifactStore,
@@ -79,6 +82,9 @@ def job_config(settings: Settings) -> dict:
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    # The spec shapes the graph (its freshness policies): a spec that cannot be used fails the code location
+    # loudly, naming the file, field and value, rather than loading a graph that ignores it.
+    spec = load_spec(settings.spec_path)
     # In-process locally: a process per step costs more than the steps themselves at small sizes. The
     # multiprocess executor (candidates tuned in parallel) forks each step from a server that has already
     # imported the code location, pandas and scikit-learn, rather than start a fresh interpreter per step
@@ -103,7 +109,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             )
         )
     return dg.Definitions(
-        assets=[*dg.load_assets_from_modules(domains), *deployment],
+        assets=with_freshness([*dg.load_assets_from_modules(domains), *deployment], spec.monitoring.freshness),
         asset_checks=dg.load_asset_checks_from_modules([quality_checks, registry_checks]),
         jobs=[
             *deploy_jobs,
@@ -141,6 +147,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 "store the result beside the original, without promoting it.",
             ),
         ],
+        sensors=alert_sensors(settings),
         resources=build_resources(settings),
         executor=executor,
         loggers={"console": dg.colored_console_logger, "progress": progress_logger, JSON_LOGGER: json_logger(settings)},

@@ -39,13 +39,13 @@ class _RunFormatter(JsonFormatter):
             "job": meta.get("job_name"),
             "step": step,
             "asset": (_event_asset(event) if event is not None else None)
-            or (self.step_assets.get(_node_name(step)) if step else None),
+            or (self.step_assets.get(step_node(step)) if step else None),
             "model_tag": self.model_tag,
             "event": event.event_type_value if event is not None else None,
         }
 
 
-def _node_name(step_key: str) -> str:
+def step_node(step_key: str) -> str:
     """The top-level node of a step: ``candidate_models.tune_candidate[linear]`` runs in ``candidate_models``."""
     return step_key.split(".", 1)[0].split("[", 1)[0]
 
