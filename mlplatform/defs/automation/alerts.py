@@ -106,7 +106,7 @@ def alert_sensors(settings: Settings) -> list[dg.SensorDefinition]:
 
     @dg.sensor(
         name=FRESHNESS_ALERTS,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=30,  # as often as the run status sensors look; the freshness daemon, as well
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Alerts when an asset's freshness policy fails: no new materialization within its window.",
     )
