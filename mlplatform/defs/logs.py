@@ -5,11 +5,10 @@ MLPLATFORM_LOG_FORMAT=json, printed on stdout for a container's log collector.""
 from __future__ import annotations
 
 import logging
-import sys
 
 import dagster as dg
 
-from mlplatform.lib.logs import AppendingFileHandler, JsonFormatter
+from mlplatform.lib.logs import JsonFormatter, json_lines_logger
 from mlplatform.settings import Settings
 
 JSON_LOGGER = "json"
@@ -18,8 +17,9 @@ _TAG_METADATA = {"challenger_model": "tag", "champion_model": "tag"}
 
 
 class _RunFormatter(JsonFormatter):
-    """Turns Dagster's ``dagster_meta`` into the line's fields. The model tag is the one this process last saw
-    a run's asset record (the challenger stored, the champion promoted, the bento built): known from then on."""
+    """Turns Dagster's ``dagster_meta`` into the line's fields. The model tag is known from the first
+    materialization that names one (the challenger stored, the champion promoted, the bento built) in this
+    process: a step of the multiprocess executor knows only its own."""
 
     def __init__(self, step_assets: dict[str, str]) -> None:
         super().__init__()
@@ -58,7 +58,11 @@ def _event_asset(event) -> str | None:
 def _event_model_tag(event) -> str | None:
     if event is None or not event.is_step_materialization:
         return None
-    materialization = event.step_materialization_data.materialization
+    return model_tag_in(event.step_materialization_data.materialization)
+
+
+def model_tag_in(materialization: dg.AssetMaterialization) -> str | None:
+    """The model version an asset's materialization names, if it names one."""
     name = _TAG_METADATA.get(materialization.asset_key.to_user_string(), "model_tag")
     value = materialization.metadata.get(name)
     return str(value.value) if value is not None else None
@@ -89,14 +93,12 @@ def json_logger(settings: Settings) -> dg.LoggerDefinition:
         + (", and to stdout (MLPLATFORM_LOG_FORMAT=json)." if settings.log_format == "json" else "."),
     )
     def json_lines(init_context: dg.InitLoggerContext) -> logging.Logger:
-        logger = logging.Logger("mlplatform.run", level=init_context.logger_config["log_level"])
-        handlers: list[logging.Handler] = [AppendingFileHandler(settings.log_path)]
-        if settings.log_format == "json":
-            handlers.append(logging.StreamHandler(sys.stdout))
-        formatter = _RunFormatter(_step_assets(init_context.job_def))  # one, so both outputs know the same tag
-        for handler in handlers:
-            handler.setFormatter(formatter)
-            logger.addHandler(handler)
-        return logger
+        return json_lines_logger(
+            "mlplatform.run",
+            settings.log_path,
+            stdout=settings.log_format == "json",
+            level=init_context.logger_config["log_level"],
+            formatter=_RunFormatter(_step_assets(init_context.job_def)),
+        )
 
     return json_lines

@@ -92,3 +92,19 @@ def json_to_stdout(logger: logging.Logger, **fields: object) -> None:
     handler.addFilter(_Constant(fields))
     logger.addHandler(handler)
     logger.propagate = False
+
+
+def json_lines_logger(
+    name: str, path: Path, *, stdout: bool, level: int | str = logging.DEBUG, formatter: JsonFormatter | None = None
+) -> logging.Logger:
+    """A logger of its own (not in logging's registry: each caller gets a fresh one) writing JSON lines to
+    ``path``, and to stdout as well when ``stdout``; one formatter serves both."""
+    logger = logging.Logger(name, level=level)
+    handlers: list[logging.Handler] = [AppendingFileHandler(path)]
+    if stdout:
+        handlers.append(logging.StreamHandler(sys.stdout))
+    formatter = formatter or JsonFormatter()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    return logger

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from mlplatform.defs.logs import step_node
-from mlplatform.lib.logs import AppendingFileHandler, JsonFormatter
-from mlplatform.lib.monitoring.alerts import Alert, Delivery, Webhook
+from mlplatform.defs.logs import model_tag_in, step_node
+from mlplatform.lib.logs import json_lines_logger
+from mlplatform.lib.monitoring.alerts import Alert, Webhook
 from mlplatform.resources.local_server import TOKEN_FILE
 from mlplatform.settings import Settings
 
@@ -43,13 +42,7 @@ class Alerter:
         # One sender for the code location's life: a receiver found down gets a single try per later alert
         # until it answers again, so that a tick with many alerts still ends within the sensor's time limit.
         self.webhook = Webhook(settings.alert_webhook) if settings.alert_webhook else None
-        self.logger = logging.Logger("mlplatform.alerts", level=logging.INFO)
-        handlers: list[logging.Handler] = [AppendingFileHandler(settings.log_path)]
-        if settings.log_format == "json":
-            handlers.append(logging.StreamHandler(sys.stdout))
-        for handler in handlers:
-            handler.setFormatter(JsonFormatter())
-            self.logger.addHandler(handler)
+        self.logger = json_lines_logger("mlplatform.alerts", settings.log_path, stdout=settings.log_format == "json")
 
     def secrets(self) -> list[str | None]:
         """What must never leave in an alert: the webhook URL, the API token, the local server's own token."""
@@ -57,9 +50,9 @@ class Alerter:
         generated = token_file.read_text().strip() if token_file.is_file() else None
         return [self.settings.alert_webhook, self.settings.api_token, generated]
 
-    def send(self, alerts: Iterable[Alert], log: logging.Logger) -> list[Delivery | None]:
+    def send(self, alerts: Iterable[Alert], log: logging.Logger) -> None:
         """Each alert to the webhook, if any, and to the log; never raises for a receiver's failure."""
-        webhook, secrets, deliveries = self.webhook, self.secrets(), []
+        webhook, secrets = self.webhook, self.secrets()
         for alert in alerts:
             alert = alert.redacted(secrets)
             delivery = webhook.post(alert.payload()) if webhook else None
@@ -74,8 +67,6 @@ class Alerter:
                 log.warning(
                     f"alert NOT delivered after {delivery.attempts} attempt(s), {delivery.error}: {alert.title}"
                 )
-            deliveries.append(delivery)
-        return deliveries
 
 
 def alert_sensors(settings: Settings) -> list[dg.SensorDefinition]:
@@ -228,19 +219,11 @@ def model_tag(instance: dg.DagsterInstance, run_id: str | None, metadata: dict |
             return str(getattr(metadata[name], "value", metadata[name]))
     if run_id:
         for materialization in reversed(_run_events(instance, run_id, dg.DagsterEventType.ASSET_MATERIALIZATION)):
-            found = _tag_in(materialization.materialization)
+            found = model_tag_in(materialization.materialization)
             if found:
                 return found
     champion = instance.get_latest_materialization_event(dg.AssetKey("champion_model"))
-    return _tag_in(champion.asset_materialization) if champion and champion.asset_materialization else None
-
-
-def _tag_in(materialization: dg.AssetMaterialization) -> str | None:
-    name = (
-        "tag" if materialization.asset_key.to_user_string() in ("challenger_model", "champion_model") else "model_tag"
-    )
-    value = materialization.metadata.get(name)
-    return str(value.value) if value is not None else None
+    return model_tag_in(champion.asset_materialization) if champion and champion.asset_materialization else None
 
 
 def _run_events(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType) -> list:

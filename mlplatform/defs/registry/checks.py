@@ -30,7 +30,7 @@ def challenger_beats_champion(
     )
     return dg.AssetCheckResult(
         passed=verdict.promote,
-        # A lost gate shows in the UI without failing the run; champion_model reads the verdict and skips itself.
+        # A lost gate shows in the UI without failing the run; champion_model, judging alike, skips itself.
         severity=dg.AssetCheckSeverity.WARN,
         description=verdict.summary,
         metadata={
