@@ -17,13 +17,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_DONE = 0  # the new model is champion, or there was nothing new to do
 EXIT_FAILED = 1  # something broke: the run's error is printed
 EXIT_BAD_INPUT = 2  # a spec or a model tag that cannot be used
-EXIT_KEPT_CHAMPION = 3  # the run worked, and its model did not beat the champion
+EXIT_KEPT_CHAMPION = 3  # the run worked (it succeeded), and the gate's verdict kept its model out
 EXIT_REJECTED = 4  # a batch failed its checks (or could not be read) and waits in quarantine
 EXIT_CODES = f"""exit codes of `run` (and the commands that run jobs):
   {EXIT_DONE}  done: the new model is champion, or there was nothing new to train on
   {EXIT_FAILED}  something broke (the error is printed)
   {EXIT_BAD_INPUT}  a spec or model tag that cannot be used
-  {EXIT_KEPT_CHAMPION}  the model was trained and stored, but did not beat the champion, which keeps serving
+  {EXIT_KEPT_CHAMPION}  the model was trained and stored, but not promoted (it did not beat the champion, which
+     keeps serving, or missed a floor)
   {EXIT_REJECTED}  a batch was rejected by its checks (or unreadable) and kept in quarantine"""
 
 

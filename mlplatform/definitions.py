@@ -7,21 +7,24 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform.defs import monitoring
+from mlplatform.defs.automation.alerts import alert_sensors
 from mlplatform.defs.automation.monitor import MONITOR_JOB, monitor_sensor
 from mlplatform.defs.automation.triggers import PIPELINE_TAG, build_triggers
 from mlplatform.defs.data import assets as data_assets
 from mlplatform.defs.deployment import assets as deployment_assets
 from mlplatform.defs.evaluation import assets as evaluation_assets
 from mlplatform.defs.features import assets as feature_assets
+from mlplatform.defs.logs import JSON_LOGGER, json_logger
 from mlplatform.defs.monitoring import drift as drift_monitoring
 from mlplatform.defs.monitoring import performance as performance_monitoring
+from mlplatform.defs.monitoring.freshness import with_freshness
 from mlplatform.defs.progress import progress_logger
 from mlplatform.defs.quality import assets as quality_assets
 from mlplatform.defs.quality import checks as quality_checks
 from mlplatform.defs.registry import assets as registry_assets
 from mlplatform.defs.registry import checks as registry_checks
 from mlplatform.defs.training import assets as training_assets
-from mlplatform.lib.spec import Automation, SpecError, load_spec
+from mlplatform.lib.spec import load_spec
 from mlplatform.resources import (
     ArtifactIOManager,
     ArtifactStore,
@@ -77,7 +80,20 @@ def deployment_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
     return [deployment_assets.prediction_bento, *chosen] if chosen else []
 
 
+def job_config(settings: Settings) -> dict:
+    """Every job's default run config: its events as JSON lines, and Dagster's console logger unless those
+    lines go to stdout (MLPLATFORM_LOG_FORMAT=json, one format for a container's collector). Dagster fills in
+    each logger a run's config leaves out, so a run naming its own loggers (the CLI's progress) keeps these."""
+    loggers: dict = {JSON_LOGGER: {}}
+    if settings.log_format == "text":
+        loggers["console"] = {}
+    return {"loggers": loggers}
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
+    # The spec shapes the graph (its freshness policies): a spec that cannot be used fails the code location
+    # loudly, naming the file, field and value, rather than loading a graph that ignores it.
+    spec = load_spec(settings.spec_path)
     # In-process locally: a process per step costs more than the steps themselves at small sizes. The
     # multiprocess executor (candidates tuned in parallel) forks each step from a server that has already
     # imported the code location, pandas and scikit-learn, rather than start a fresh interpreter per step
@@ -99,12 +115,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         performance_monitoring,
     ]
     deployment = deployment_assets_for(settings)
+    config = job_config(settings)
     deploy_jobs = []
     if deployment:
         deploy_jobs.append(
             dg.define_asset_job(
                 DEPLOY_CHAMPION,
                 selection=dg.AssetSelection.assets(*deployment),
+                config=config,
                 description="Build the current champion's bento again and deploy it (after a reboot, say).",
             )
         )
@@ -113,6 +131,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         selection=INGESTION,
         description="Validate the next batch and, if it passes, add it to the training data.",
         tags={PIPELINE_TAG: "ingest"},
+        config=config,
     )
     train = dg.define_asset_job(
         TRAIN_AND_EVALUATE,
@@ -120,10 +139,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         description="Everything downstream of the accepted data: cleaning, features, candidates, the "
         "chosen model, its report, the registry, the promotion gate and the deployment.",
         tags={PIPELINE_TAG: "train"},
+        config=config,
     )
-    triggers = build_triggers(automation_for(settings), ingest=ingest, train=train, run_config=run_config)
+    triggers = build_triggers(spec.automation, ingest=ingest, train=train, run_config=run_config)
     return dg.Definitions(
-        assets=[*dg.load_assets_from_modules(domains), *deployment],
+        assets=with_freshness([*dg.load_assets_from_modules(domains), *deployment], spec.monitoring.freshness),
         asset_checks=dg.load_asset_checks_from_modules([quality_checks, registry_checks, drift_monitoring]),
         jobs=[
             *deploy_jobs,
@@ -132,52 +152,47 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 selection=dg.AssetSelection.all() - MONITORING,
                 description="Every asset, from ingestion to the champion and what serves it (monitoring has its "
                 "own job).",
+                config=config,
             ),
             ingest,
             train,
             dg.define_asset_job(
                 PROMOTE_MODEL,
                 selection=dg.AssetSelection.assets("champion_model").downstream() - MONITORING,
+                config=config,
                 description="Promote a stored model version, or roll back, by hand: set ops.champion_model.config "
                 "(tag, rollback, reason, requested_by). What serves the champion is rebuilt and replaced.",
             ),
             dg.define_asset_job(
                 MONITOR_JOB,
                 selection=MONITORING,
+                config=config,
                 description="Compare what the champion serves with what it was trained on: drift of its inputs and "
                 "predictions, and its live performance once labels land.",
             ),
             dg.define_asset_job(
                 REPRODUCE_MODEL,
                 selection=REPRODUCTION,
+                config=config,
                 description="Retrain from a recorded data version (ops.cleaned_data.config.data_version) and "
                 "store the result beside the original, without promoting it.",
             ),
         ],
-        sensors=[*triggers.sensors, monitor_sensor(settings.spec_path)],
+        sensors=[*triggers.sensors, monitor_sensor(spec.automation), *alert_sensors(settings)],
         schedules=triggers.schedules,
         resources=build_resources(settings),
         executor=executor,
-        loggers={"console": dg.colored_console_logger, "progress": progress_logger},
+        loggers={"console": dg.colored_console_logger, "progress": progress_logger, JSON_LOGGER: json_logger(settings)},
     )
-
-
-def automation_for(settings: Settings) -> Automation:
-    """The spec's ``automation`` section: whether each trigger starts on or off, how often the sensors look,
-    the schedule. A spec that cannot be read must not break the code location: its triggers then start
-    stopped, without a schedule, and any run names the spec's problem (as ``check-spec`` does)."""
-    try:
-        return load_spec(settings.spec_path).automation
-    except SpecError as exc:
-        dg.get_dagster_logger().warning(f"Every trigger starts stopped: {exc}")
-        return Automation()
 
 
 def run_config(spec_path: Path, *, progress: bool = False) -> dict:
     """Run config naming the spec explicitly, so the run records which spec it used."""
     config: dict = {"resources": {"project": {"config": {"spec_path": str(spec_path)}}}}
     if progress:
-        config["loggers"] = {"progress": {}}
+        # The terminal gets the progress lines; the console logger, which the jobs' defaults add back, is
+        # quieted rather than left to print every event a second time.
+        config["loggers"] = {"progress": {}, "console": {"config": {"log_level": "CRITICAL"}}}
     return config
 
 

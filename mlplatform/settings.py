@@ -14,6 +14,7 @@
 | MLPLATFORM_REGISTRY | an image registry (host:port): adds the container image asset, which needs a Docker engine | — |
 | MLPLATFORM_ALERT_WEBHOOK | where alerts are POSTed (a Slack incoming webhook or any JSON endpoint) | — (log only) |
 | MLPLATFORM_UI_URL | the Dagster UI's address, for links to runs in alerts | http://127.0.0.1:3000 |
+| MLPLATFORM_LOG_FORMAT | ``json``: the runs' JSON log lines go to stdout as well as to the file (containers) | text |
 
 The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
 in the bento's own folder, so relative paths would point there):
@@ -41,6 +42,7 @@ Environment = Literal["local", "cloud"]
 Executor = Literal["in_process", "multiprocess"]
 Deploy = Literal["local", "none"]
 Auth = Literal["token", "off"]
+LogFormat = Literal["text", "json"]
 
 
 class SettingsError(ValueError):
@@ -62,6 +64,7 @@ class Settings:
     alert_webhook: str | None = field(default=None, repr=False)  # a Slack webhook URL is itself a secret
     ui_url: str = "http://127.0.0.1:3000"
     named_bentoml_home: Path | None = None  # BENTOML_HOME, when the environment sets it
+    log_format: LogFormat = "text"
 
     @classmethod
     def from_env(
@@ -88,6 +91,9 @@ class Settings:
         port = environ.get("MLPLATFORM_SERVE_PORT", "3001")
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError(f"MLPLATFORM_SERVE_PORT={port!r}: use a TCP port number (1-65535)")
+        log_format = environ.get("MLPLATFORM_LOG_FORMAT") or "text"
+        if log_format not in ("text", "json"):
+            raise SettingsError(f"MLPLATFORM_LOG_FORMAT={log_format!r}: use 'text' or 'json'")
         return cls(
             env=env,
             home=Path(home or environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser().resolve(),
@@ -102,6 +108,7 @@ class Settings:
             alert_webhook=environ.get("MLPLATFORM_ALERT_WEBHOOK") or None,
             ui_url=(environ.get("MLPLATFORM_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
             named_bentoml_home=bentoml_home_named_by(environ["BENTOML_HOME"]) if environ.get("BENTOML_HOME") else None,
+            log_format=log_format,
         )
 
     @property
@@ -119,6 +126,11 @@ class Settings:
     def deployment_home(self) -> Path:
         """The local deployment's state, token and server logs."""
         return self.home / "deployment"
+
+    @property
+    def log_path(self) -> Path:
+        """The structured log: one JSON line per run event and per alert (``mlplatform.lib.logs``)."""
+        return self.home / "logs" / "mlplatform.jsonl"
 
     @property
     def prediction_log(self) -> Path:

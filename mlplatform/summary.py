@@ -92,7 +92,10 @@ def _registry_lines(instance: dg.DagsterInstance, run_id: str, settings: Setting
     else:
         verdict = gate_verdict(instance, run_id)
         why = verdict.partition(": ")[2] if verdict else "the challenger was not promoted"
-        lines.append(f"champion stays {champion.get('tag', '(none)')}: {why}")
+        if champion.get("tag"):
+            lines.append(f"champion stays {champion['tag']}: {why}")
+        else:
+            lines.append(f"not promoted, and there is no champion yet: {why}")
         promote = command("promote", challenger["tag"], "--reason", "why it should serve", settings=settings)
         lines.append(f"promote it by hand: {promote}")
     return "\n                ".join(lines)
@@ -113,14 +116,17 @@ QUALITY_GATE = "raw_batch_is_valid"
 
 
 def outcome(result) -> str:
-    """What a run came to: DONE; KEPT_CHAMPION when its only failure is the promotion gate (the model was
-    trained, evaluated and stored, it just did not win); REJECTED when a batch failed its checks or could not
-    be read and was quarantined; FAILED for anything else."""
-    failed_checks, quarantined, crashed = set(), False, False
+    """What a run came to: DONE; KEPT_CHAMPION when it succeeded and the promotion gate's recorded verdict kept
+    the champion (the model was trained, evaluated and stored, it just did not win, or missed a floor with no
+    champion to keep); REJECTED when a batch failed its checks or could not be read and was quarantined; FAILED
+    for anything else."""
+    failed_checks, quarantined, crashed, kept = set(), False, False, False
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
-            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            if evaluation.check_name == GATE:
+                kept = not evaluation.passed
+            elif not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
                 failed_checks.add(evaluation.check_name)
         elif event.event_type_value == "STEP_FAILURE":
             causes = _error_chain(event.step_failure_data.error)
@@ -130,13 +136,13 @@ def outcome(result) -> str:
                 quarantined = True
             else:
                 crashed = True
-    if crashed or failed_checks - {GATE, QUALITY_GATE}:
+    if crashed or failed_checks - {QUALITY_GATE}:
         return FAILED
     if quarantined or QUALITY_GATE in failed_checks:
         return REJECTED
-    if GATE in failed_checks:
-        return KEPT_CHAMPION
-    return DONE if result.success else FAILED
+    if not result.success:
+        return FAILED
+    return KEPT_CHAMPION if kept else DONE
 
 
 def _error_chain(error) -> list[str]:

@@ -6,6 +6,7 @@ requests) exactly as it would against AWS or a partner's API.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -167,9 +168,10 @@ class HTTPTestServer:
                 else:
                     self._answer(route.status, route.body, route.content_type)
 
-            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            def _answer(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", content_type)
+                for name, value in {"Content-Type": content_type, **headers}.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -187,3 +189,44 @@ class HTTPTestServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class WebhookReceiver(HTTPTestServer):
+    """Takes POSTed JSON on any path, as a Slack incoming webhook or an alert receiver would: records each
+    body, and answers with ``statuses`` in turn (a 5xx to make the sender retry, say), then 200."""
+
+    def __init__(self, statuses: list[int] | None = None, retry_after: str | None = None) -> None:
+        self.statuses = list(statuses or [])
+        self.retry_after = retry_after
+        self.received: list[dict] = []  # every POST's JSON body, answered with any status
+        self.delivered: list[dict] = []  # those answered 200
+        self._lock = threading.Lock()
+        super().__init__()
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/services/T000/B000/secret-path-of-the-webhook"
+
+    def wait_for(self, count: int, timeout: float) -> list[dict]:
+        """Until ``count`` bodies were delivered (or the timeout); the bodies delivered by then."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.delivered) < count:
+            time.sleep(0.2)
+        return list(self.delivered)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(super()._handler()):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
+                with receiver._lock:
+                    receiver.received.append(body)
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    if status == 200:
+                        receiver.delivered.append(body)
+                headers = {"Retry-After": receiver.retry_after} if receiver.retry_after and status == 429 else {}
+                answer = b"ok" if status == 200 else b"try again later" if status >= 429 else b"invalid_payload"
+                self._answer(status, answer, "text/plain", **headers)
+
+        return Handler

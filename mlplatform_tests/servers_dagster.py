@@ -342,6 +342,89 @@ def launch_materialize_all(
     return result["run"]["runId"]
 
 
+REPOSITORIES_QUERY = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+
+
+def repository_name(servers: DagsterServers, location: str = LOCATION) -> str:
+    nodes = servers.graphql(REPOSITORIES_QUERY)["repositoriesOrError"]["nodes"]
+    [name] = [node["name"] for node in nodes if node["location"]["name"] == location]
+    return name
+
+
+def launch_job(
+    servers: DagsterServers,
+    job: str,
+    run_config: Mapping | None = None,
+    tags: Mapping[str, str] | None = None,
+    location: str = LOCATION,
+) -> str:
+    """Launch one of the location's jobs as the launchpad does (its default run config filled in). Returns the
+    run id."""
+    params = {
+        "mode": "default",
+        "runConfigData": json.dumps(run_config or {}),
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+        "selector": {
+            "repositoryLocationName": location,
+            "repositoryName": repository_name(servers, location),
+            "jobName": job,
+        },
+    }
+    result = servers.graphql(LAUNCH_RUN_MUTATION, executionParams=params)["launchRun"]
+    if result["__typename"] != "LaunchRunSuccess":
+        raise ServerError(f"launchRun answered {result}")
+    return result["run"]["runId"]
+
+
+SENSOR_TICKS_QUERY = """
+query SensorTicks($selector: SensorSelector!, $limit: Int) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status ticks(limit: $limit) { status timestamp skipReason error { message } } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def sensor_ticks(servers: DagsterServers, sensor: str, limit: int = 20, location: str = LOCATION) -> list[dict]:
+    """The sensor's latest ticks, newest first: status (SUCCESS, SKIPPED, FAILURE), timestamp, skip reason."""
+    selector = {
+        "repositoryLocationName": location,
+        "repositoryName": repository_name(servers, location),
+        "sensorName": sensor,
+    }
+    found = servers.graphql(SENSOR_TICKS_QUERY, selector=selector, limit=limit)["sensorOrError"]
+    if found["__typename"] != "Sensor":
+        raise ServerError(f"sensor {sensor}: {found}")
+    return found["sensorState"]["ticks"]
+
+
+def wait_for_ticks(servers: DagsterServers, sensor: str, count: int, after: float, timeout: float = 300) -> None:
+    """Until the sensor has finished ``count`` ticks that started after ``after`` (a Unix time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ticks = [tick for tick in sensor_ticks(servers, sensor) if tick["timestamp"] > after]
+        failed = [tick for tick in ticks if tick["status"] == "FAILURE"]
+        if failed:
+            raise ServerError(f"sensor {sensor} failed a tick: {failed[0]['error']}")
+        if sum(tick["status"] in ("SUCCESS", "SKIPPED") for tick in ticks) >= count:
+            return
+        time.sleep(1)
+    raise ServerError(f"sensor {sensor} did not tick {count} time(s) in {timeout:.0f} s:\n{servers.log_tail()}")
+
+
+def wait_for_run_end(servers: DagsterServers, run_id: str, timeout: float = 600) -> str:
+    """Until the run has finished, whichever way; its status (SUCCESS, FAILURE, CANCELED)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = servers.graphql(RUN_STATUS_QUERY, runId=run_id)["runOrError"]["status"]
+        if status in FINISHED:
+            return status
+        time.sleep(1)
+    raise ServerError(f"run {run_id} still running after {timeout:.0f} s:\n{servers.log_tail()}")
+
+
 RUN_STATUS_QUERY = "query RunStatus($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }"
 
 RUN_EVENTS_QUERY = """

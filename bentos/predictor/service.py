@@ -18,6 +18,7 @@ import bentoml
 import prometheus_client
 from pydantic import Field
 
+from mlplatform.lib.logs import json_to_stdout
 from mlplatform.lib.serving import auth, batching, serving
 from mlplatform.lib.serving.prediction_log import PredictionLog
 from mlplatform.settings import ServingSettings
@@ -31,6 +32,7 @@ MODEL = bentoml.models.BentoModel(MODEL_TAG)
 if MODEL.stored is None:
     raise serving.ServingError(f"model {MODEL_TAG} is not in the BentoML model store (BENTOML_HOME)")
 SCHEMA = serving.read_schema(MODEL.stored.path)
+json_to_stdout(logger, model_tag=MODEL_TAG)  # one JSON line per event, as the runs write theirs (lib/logs.py)
 Row = serving.request_model(SCHEMA)
 
 # prometheus_client directly (bentoml.metrics is deprecated): `bentoml serve` starts its workers with

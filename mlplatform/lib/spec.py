@@ -371,8 +371,9 @@ class LabelSource(_Strict):
 class Freshness(_Strict):
     """How old the accepted data and the champion may get before the UI shows them stale and an alert goes out."""
 
-    accepted_data_hours: float | None = Field(default=None, gt=0.0)
-    champion_hours: float | None = Field(default=None, gt=0.0)
+    # At least a minute (1/60 of an hour): Dagster's freshness policies refuse shorter windows.
+    accepted_data_hours: float | None = Field(default=None, ge=1 / 60)
+    champion_hours: float | None = Field(default=None, ge=1 / 60)
     warn_fraction: float = Field(default=0.75, gt=0.0, le=1.0)  # warn once this share of the window has passed
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
 
-from mlplatform.definitions import MATERIALIZE_ALL, build_definitions, build_resources
+from mlplatform.definitions import MATERIALIZE_ALL, build_definitions, build_resources, run_config
 from mlplatform.defs.data.assets import accepted_data, cleaned_data, raw_batch
 from mlplatform.settings import Settings
 from mlplatform_tests.conftest import BENTOML_HOME
@@ -133,11 +133,17 @@ def test_a_users_own_regression_data_through_a_spec_alone(tmp_path: Path, write_
     ],
 )
 def test_a_wrong_spec_fails_the_first_asset_with_its_field(tmp_path: Path, write_spec, sections, message) -> None:
-    settings = settings_for(tmp_path, write_spec(**sections))
+    """A run's own spec (its run config, as the launchpad sets it) is checked by its first asset; the code
+    location's spec, by loading (test_definitions.py)."""
+    settings = settings_for(tmp_path, write_spec())
     result = (
         build_definitions(settings)
         .resolve_job_def(MATERIALIZE_ALL)
-        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        .execute_in_process(
+            run_config=run_config(write_spec("wrong.yaml", **sections)),
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
     )
 
     assert not result.success

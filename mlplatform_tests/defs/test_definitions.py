@@ -1,5 +1,4 @@
-"""The code location loads, quickly and reading no more of the spec than its automation section, and holds the
-expected graph."""
+"""The code location loads, quickly, and holds the expected graph."""
 
 import dagster as dg
 import pytest
@@ -132,12 +131,16 @@ def test_the_code_location_does_not_import_what_only_steps_need(heavy: str) -> N
     assert done.stdout.strip() == "False"
 
 
-def test_a_broken_spec_does_not_break_loading(tmp_path) -> None:
+def test_a_broken_spec_fails_loading_loudly_naming_the_field(tmp_path) -> None:
+    """The spec shapes the graph (its freshness policies), so the code location reads it: a broken one is an
+    error the UI shows, with the file and field, not a graph that silently ignores it."""
+    from mlplatform.lib.spec import SpecError
+
     broken = tmp_path / "broken.yaml"
-    broken.write_text("name: x\nproblem: {task: nonsense}\n")
+    broken.write_text("name: x\nproblem: {task: nonsense, target: y}\nsource: {uri: x.csv}\n")
     settings = Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_SPEC": str(broken)})
-    defs = build_definitions(settings)
-    defs.validate_loadable(defs)
+    with pytest.raises(SpecError, match=r"broken.yaml: invalid spec\n  problem.task: "):
+        build_definitions(settings)
 
 
 @pytest.mark.parametrize(

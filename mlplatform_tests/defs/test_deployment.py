@@ -14,6 +14,7 @@ from mlplatform.definitions import PROMOTE_MODEL, REPRODUCTION, build_definition
 from mlplatform.resources import LocalServing
 from mlplatform.resources.local_server import LocalDeployment
 from mlplatform.settings import Settings
+from mlplatform.summary import KEPT_CHAMPION, outcome
 from mlplatform_tests.defs.test_models import STRONG, WEAK, Project, materialized, metadata
 from mlplatform_tests.servers import free_port
 
@@ -60,7 +61,7 @@ def test_the_champion_is_served_and_replaced_only_when_it_changes(served_project
     strong_server = deployment.current()
 
     worse = project.run(training={"candidates": {"weak_again": WEAK["weak"]}})  # a new spec: it trains
-    assert not worse.success  # the gate kept the champion
+    assert worse.success and outcome(worse) == KEPT_CHAMPION  # the gate kept the champion: not a failure
     assert {"prediction_bento", "local_deployment"}.isdisjoint(materialized(worse))
     assert deployment.current() == strong_server  # the same process still serves the champion
 

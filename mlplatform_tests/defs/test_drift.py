@@ -214,13 +214,12 @@ def test_the_sensor_launches_the_monitor_once_per_new_log_file_and_waits_between
     assert due.run_key != request.run_key
 
 
-def test_the_sensor_starts_as_the_spec_says_and_a_broken_spec_leaves_it_off(tmp_path: Path, write_spec) -> None:
+def test_the_sensor_starts_as_the_spec_says(tmp_path: Path, write_spec) -> None:
     on = write_spec("on.yaml", automation={"monitor": True, "sensor_seconds": 15})
     defs = build_definitions(Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_SPEC": str(on)}))
     sensor = defs.get_sensor_def(MONITOR_SENSOR)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING and sensor.minimum_interval_seconds == 15
 
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("name: x\nproblem: {task: nonsense}\n")
-    defs = build_definitions(Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_SPEC": str(broken)}))
+    off = write_spec("off.yaml")
+    defs = build_definitions(Settings.from_env({"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_SPEC": str(off)}))
     assert defs.get_sensor_def(MONITOR_SENSOR).default_status == dg.DefaultSensorStatus.STOPPED

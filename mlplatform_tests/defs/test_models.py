@@ -2,6 +2,7 @@
 gate, promotion and rollback by hand, and retraining at a recorded data version."""
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,7 @@ from mlplatform.definitions import (
 from mlplatform.lib.registry.registry import Registry
 from mlplatform.resources.model_store import BentoMLStore
 from mlplatform.settings import Settings
+from mlplatform.summary import DONE, KEPT_CHAMPION, outcome
 from mlplatform_tests.conftest import BENTOML_HOME, EXAMPLE_CSV
 
 STRONG = {"strong": {"estimator": "logistic_regression", "trials": 1}}
@@ -146,25 +148,33 @@ def test_the_gate_promotes_a_better_challenger_and_keeps_the_champion_against_a_
     weak_tag = metadata(weak, "challenger_model")["tag"]
 
     strong = project.run(training={"candidates": STRONG})
-    assert strong.success and gate(strong).passed
+    assert strong.success and gate(strong).passed and outcome(strong) == DONE
     strong_tag = metadata(strong, "challenger_model")["tag"]
     assert project.registry.champion().tag == strong_tag
     assert metadata(strong, "champion_model")["previous"] == weak_tag
 
-    # as weak as the first, under another name: the same spec twice would not even train (see below)
+    # as weak as the first, under another name: the same spec twice would not even train (see below); with an
+    # image registry set, the graph also holds the bento and the image, which must be skipped, not failed
+    project.defs = build_definitions(replace(project.settings, image_registry="127.0.0.1:5000"))
     worse = project.run(training={"candidates": {"weak_again": WEAK["weak"]}})
 
-    assert not worse.success
+    assert worse.success  # losing the gate is an outcome, not a failure
+    assert outcome(worse) == KEPT_CHAMPION
     verdict = gate(worse)
-    assert not verdict.passed
+    assert not verdict.passed and verdict.severity == dg.AssetCheckSeverity.WARN
     assert f"vs champion {strong_tag}" in verdict.description and "no better than the champion" in verdict.description
     comparison = verdict.metadata["comparison"].value
     assert "challenger penguins:" in comparison and f"champion {strong_tag}" in comparison
-    assert "champion_model" not in materialized(worse)  # blocked downstream
     assert "challenger_model" in materialized(worse)  # stored all the same, for a person to inspect
+    assert "champion_model" not in materialized(worse)
+    [observation] = [e.event_specific_data.asset_observation for e in worse.get_asset_observation_events()]
+    assert observation.asset_key == dg.AssetKey("champion_model")
+    assert observation.metadata["verdict"].value == "keep the champion"
+    assert observation.metadata["champion"].value == strong_tag and observation.description == verdict.description
+    skipped = {e.step_key for e in worse.all_events if e.event_type_value == "STEP_SKIPPED"}
+    assert skipped == {"prediction_bento", "model_image"}
+    assert not [e for e in worse.all_events if e.event_type_value == "STEP_FAILURE"]
     assert project.registry.champion().tag == strong_tag
-    failures = {e.step_key for e in worse.all_events if e.event_type_value == "STEP_FAILURE"}
-    assert failures == {"challenger_model_challenger_beats_champion"}
 
 
 def test_the_same_data_spec_and_code_train_nothing_twice(project: Project) -> None:
@@ -191,8 +201,9 @@ def test_the_same_data_spec_and_code_train_nothing_twice(project: Project) -> No
 def test_floors_keep_even_the_first_model_out(project: Project) -> None:
     result = project.run(training={"candidates": WEAK}, promotion={"floors": {"f1_macro": 0.9}})
 
-    assert not result.success
+    assert result.success and outcome(result) == KEPT_CHAMPION  # not promoted: `mlplatform run` exits 3
     assert "is below its floor 0.9 (promotion.floors)" in gate(result).description
+    assert "champion_model" not in materialized(result)
     assert project.registry.champion() is None
 
 

@@ -17,7 +17,7 @@ import yaml
 from mlplatform.definitions import MATERIALIZE_ALL, build_definitions
 from mlplatform.lib.spec import default_spec_path
 from mlplatform.settings import Settings
-from mlplatform.summary import KEPT_CHAMPION, REJECTED, outcome
+from mlplatform.summary import REJECTED, outcome
 from mlplatform_tests.conftest import BENTOML_HOME
 
 DOWNSTREAM = {
@@ -196,7 +196,7 @@ def test_a_good_batch_joins_the_training_data_and_is_trained_on(landing: Landing
     result = landing.run()
 
     # trained on and stored; whether it replaces the champion is the promotion gate's call, not the batch's
-    assert result.success or outcome(result) == KEPT_CHAMPION
+    assert result.success
     assert [entry["rows"] for entry in landing.manifest()] == [200, 60]
     accepted = result.output_for_node("accepted_data")
     assert len(accepted) == 260 and "observer" not in accepted.columns
@@ -216,7 +216,7 @@ def test_a_batch_with_a_few_unlabeled_rows_joins_and_cleaning_drops_them(landing
 
     result = landing.run()
 
-    assert result.success or outcome(result) == KEPT_CHAMPION
+    assert result.success
     assert [entry["rows"] for entry in landing.manifest()] == [200, 60]
     [cleaned] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "cleaned_data"]
     metadata = cleaned.materialization.metadata
@@ -256,7 +256,7 @@ def test_with_the_profile_off_text_in_a_numeric_column_is_quarantined_and_later_
     landing.deliver("batch_002_good.csv", csv(landing.arriving.iloc[50:110]))
     later = landing.run()
 
-    assert later.success or outcome(later) == KEPT_CHAMPION
+    assert later.success
     assert [entry["rows"] for entry in landing.manifest()] == [200, 60]
     assert len(later.output_for_node("accepted_data")) == 260
     assert landing.model_path.read_bytes() != landing.model_bytes
@@ -287,7 +287,7 @@ def test_a_batch_that_passed_its_checks_but_cannot_join_is_refused_and_quarantin
     landing.deliver("batch_002_good.csv", csv(landing.arriving.iloc[50:110]))
     later = landing.run()
 
-    assert later.success or outcome(later) == KEPT_CHAMPION
+    assert later.success
     assert [entry["rows"] for entry in landing.manifest()] == [200, 60]
 
 

@@ -4,6 +4,7 @@ the prediction log, and the pinned model version."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -209,3 +210,14 @@ def test_without_a_token_the_server_never_serves(bento_tag: str, tmp_path: Path)
         assert "MLPLATFORM_API_TOKEN is not set" in server.log_tail()
         with pytest.raises(httpx.HTTPError):
             httpx.get(server.url + "/readyz", timeout=2).raise_for_status()
+
+
+def test_the_service_logs_json_lines_with_its_model_tag(served_bento: ServedBento, penguins_model: SavedModel) -> None:
+    """The service's own log lines are JSON (lib/logs.py), among BentoML's text lines in the server's log."""
+    lines = served_bento.server.log_path.read_text(errors="replace").splitlines()
+    ours = [json.loads(line) for line in lines if line.startswith('{"time"')]
+
+    [started] = [line for line in ours if line["message"].startswith("serving ")]
+    assert started["logger"] == "mlplatform.predictor" and started["level"] == "INFO"
+    assert started["model_tag"] == penguins_model.tag  # the bento's own version, not MLPLATFORM_MODEL_TAG
+    assert TOKEN not in "\n".join(lines)

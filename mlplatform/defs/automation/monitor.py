@@ -7,11 +7,10 @@ Its cursor holds the newest log file seen at the last launch and when that was."
 
 import json
 import time
-from pathlib import Path
 
 import dagster as dg
 
-from mlplatform.lib.spec import Automation, SpecError, load_spec
+from mlplatform.lib.spec import Automation
 from mlplatform.resources import ProjectSpecResource
 from mlplatform.resources.predictions import PredictionLogs
 
@@ -20,17 +19,7 @@ MONITOR_SENSOR = "monitor_on_new_predictions"
 TRIGGER_TAG = "mlplatform/monitor_trigger"  # the newest log file the run was launched for
 
 
-def automation_of(spec_path: Path) -> Automation:
-    """The spec's automation section, or its defaults (every trigger off) when the spec cannot be read: a broken
-    spec must not break the code location (the runs say what is wrong with it)."""
-    try:
-        return load_spec(spec_path).automation
-    except SpecError:
-        return Automation()
-
-
-def monitor_sensor(spec_path: Path) -> dg.SensorDefinition:
-    automation = automation_of(spec_path)
+def monitor_sensor(automation: Automation) -> dg.SensorDefinition:
 
     @dg.sensor(
         name=MONITOR_SENSOR,

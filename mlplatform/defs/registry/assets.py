@@ -2,6 +2,7 @@
 it becomes the champion. A person can promote or roll back any version by hand (the promote_model job)."""
 
 import getpass
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
@@ -76,7 +77,9 @@ class ChampionChange(dg.Config):
     requested_by: str = Field(default="", description="Who asked for it (default: the user running the step).")
 
 
-@dg.asset(group_name="registry", kinds={"bentoml"}, code_version="1")
+# Not materialized when the gate keeps the champion: nothing downstream (the bento, the server) runs, and the
+# run still succeeds; the verdict is the gate check's result and this asset's observation.
+@dg.asset(group_name="registry", kinds={"bentoml"}, code_version="1", output_required=False)
 def champion_model(
     context: dg.AssetExecutionContext,
     config: ChampionChange,
@@ -84,7 +87,7 @@ def champion_model(
     holdout_data: pd.DataFrame,
     project: ProjectSpecResource,
     registry: ModelRegistry,
-) -> dg.Output[Promotion]:
+) -> Iterator[dg.Output[Promotion] | dg.AssetObservation]:
     """The model that serves: the challenger once it passes the promotion gate, or a version chosen by hand."""
     spec = project.load()
     models = registry.for_project(spec.name)
@@ -95,8 +98,20 @@ def champion_model(
         change = models.promote(tag, kind=kind, by=by, reason=config.reason, run_id=context.run.run_id)
     else:
         verdict = promotion.gate(challenger_model, holdout_data, spec, models)
-        if not verdict.promote:  # the blocking check stops this step first; this guards a run without it
-            raise dg.Failure(f"{challenger_model.tag} did not pass the promotion gate: {verdict.summary}")
+        if not verdict.promote:
+            champion = verdict.champion_tag or "(none)"
+            context.log.info(f"Champion stays {champion}; {challenger_model.tag} is not promoted: {verdict.summary}")
+            yield dg.AssetObservation(
+                asset_key=context.asset_key,
+                description=verdict.summary,
+                metadata={
+                    "verdict": "keep the champion",
+                    "challenger": challenger_model.tag,
+                    "champion": verdict.champion_tag or "",
+                    "reason": verdict.summary,
+                },
+            )
+            return
         change = models.promote(
             challenger_model.tag,
             kind="gate",
@@ -111,7 +126,7 @@ def champion_model(
         )
     serving = models.version(change.tag)
     context.log.info(f"Champion is now {change.tag} (was {change.previous}): {change.kind} by {change.by}")
-    return dg.Output(
+    yield dg.Output(
         change,
         metadata={
             "tag": change.tag,
