@@ -16,6 +16,7 @@ import pytest
 from mlplatform.definitions import INGEST_BATCH, MATERIALIZE_ALL, build_definitions, run_config
 from mlplatform.defs.automation.alerts import CHECK_ALERTS, FRESHNESS_ALERTS, RUN_FAILURE_ALERTS
 from mlplatform.settings import Settings
+from mlplatform_tests.conftest import BENTOML_HOME
 from mlplatform_tests.defs.test_models import STRONG, WEAK
 from mlplatform_tests.servers import WebhookReceiver, free_port
 
@@ -47,6 +48,7 @@ class Platform:
     def __init__(self, tmp_path: Path, write_spec, instance: dg.DagsterInstance, webhook: str | None) -> None:
         self.tmp_path, self.write_spec, self.instance = tmp_path, write_spec, instance
         environ = {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_DEPLOY": "none"}
+        environ["BENTOML_HOME"] = str(BENTOML_HOME)  # this process's, as every in-process registry of the tests
         environ |= {"MLPLATFORM_API_TOKEN": TOKEN, "MLPLATFORM_UI_URL": "http://dagster.example:3000/"}
         if webhook:
             environ["MLPLATFORM_ALERT_WEBHOOK"] = webhook

@@ -14,10 +14,12 @@ import pytest
 from mlplatform.definitions import INGEST_BATCH, MATERIALIZE_ALL, build_definitions, run_config
 from mlplatform.lib.logs import JsonFormatter
 from mlplatform.settings import Settings, SettingsError
+from mlplatform_tests.conftest import BENTOML_HOME
 
 
 def settings_for(tmp_path: Path, spec: Path, **environ: str) -> Settings:
     environ = {"MLPLATFORM_HOME": str(tmp_path / "home"), "MLPLATFORM_DEPLOY": "none", **environ}
+    environ.setdefault("BENTOML_HOME", str(BENTOML_HOME))  # this process's, as every in-process registry's
     return Settings.from_env({"MLPLATFORM_SPEC": str(spec), **environ})
 
 
