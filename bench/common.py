@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,19 @@ FIXED_TRAINING = {
 def add_standard_arguments(parser: argparse.ArgumentParser, smoke_size: str) -> None:
     parser.add_argument("--smoke", action="store_true", help=f"{smoke_size}; targets reported, not enforced")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON goes (default: {RESULTS})")
+
+
+@contextmanager
+def workdir(given: Path | None, prefix: str) -> Iterator[Path]:
+    """The folder a bench works in: ``--workdir`` when given (kept, with its logs), else a temporary one
+    removed on the way out, whatever happened."""
+    folder = given or Path(tempfile.mkdtemp(prefix=prefix))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        if given is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_results(folder: Path, name: str, document: object) -> Path:

@@ -23,9 +23,7 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -356,12 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds, args.warmup = 3.0, 1.0
     if args.smoke:
         args.seconds, args.warmup, args.repeats = 1.0, 0.5, 1
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    try:
+    with common.workdir(args.workdir, "bench-serving-") as workdir:
         return run(args, workdir)
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
