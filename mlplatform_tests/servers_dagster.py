@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -425,6 +425,44 @@ def wait_for_run_end(servers: DagsterServers, run_id: str, timeout: float = 600)
     raise ServerError(f"run {run_id} still running after {timeout:.0f} s:\n{servers.log_tail()}")
 
 
+RUNS_QUERY = """
+query Runs($filter: RunsFilter) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs { results { runId jobName status tags { key value } } }
+  }
+}
+"""
+
+
+def runs(servers: DagsterServers, job: str) -> list[dict]:
+    """The job's runs, oldest first, each with its tags as a dict."""
+    answer = servers.graphql(RUNS_QUERY, filter={"pipelineName": job})["runsOrError"]
+    if answer["__typename"] != "Runs":
+        raise ServerError(f"runs of {job}: {answer}")
+    found = [{**run, "tags": {tag["key"]: tag["value"] for tag in run["tags"]}} for run in answer["results"]]
+    return found[::-1]
+
+
+def wait_until(
+    what: str,
+    servers: DagsterServers,
+    found: Callable[[], object],
+    timeout: float = 600,
+    explain: Callable[[], str] | None = None,
+) -> object:
+    """Until ``found()`` is truthy; its value. On timeout the error names ``what``, adds ``explain()`` (the
+    sensor ticks that should have acted, say) and the server log's tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(1)
+    why = f"\n{explain()}" if explain else ""
+    raise ServerError(f"no {what} after {timeout:.0f} s{why}\n{servers.log_tail()}")
+
+
 RUN_STATUS_QUERY = "query RunStatus($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }"
 
 RUN_EVENTS_QUERY = """
@@ -495,22 +533,28 @@ query LatestMetadata($assetKey: AssetKeyInput!) {
         ... on TextMetadataEntry { text }
         ... on MarkdownMetadataEntry { mdStr }
         ... on PathMetadataEntry { path }
+        ... on BoolMetadataEntry { boolValue }
+        ... on JsonMetadataEntry { jsonString }
       }
     }
   }
 }
 """
-_VALUE_FIELDS = ("floatValue", "intValue", "text", "mdStr", "path")
+_VALUE_FIELDS = ("floatValue", "intValue", "text", "mdStr", "path", "boolValue")
 
 
 def latest_metadata(servers: DagsterServers, asset: str) -> tuple[str, dict[str, object]]:
-    """The run id of an asset's latest materialization and its metadata, label to value (float, int, str)."""
+    """The run id of an asset's latest materialization and its metadata, label to value (float, int, str, bool,
+    and JSON as what it holds)."""
     (node,) = servers.graphql(METADATA_QUERY, assetKey={"path": [asset]})["assetNodes"]
     if not node["assetMaterializations"]:
         raise ServerError(f"{asset} has no materialization")
     (latest,) = node["assetMaterializations"]
     values = {}
     for entry in latest["metadataEntries"]:
+        if "jsonString" in entry:
+            values[entry["label"]] = json.loads(entry["jsonString"])
+            continue
         values[entry["label"]] = next((entry[name] for name in _VALUE_FIELDS if name in entry), entry["__typename"])
     return latest["runId"], values
 

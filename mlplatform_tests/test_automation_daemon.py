@@ -8,7 +8,6 @@ on the first on rows neither saw, so the second run changes the champion rather 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,20 +26,14 @@ from mlplatform_tests.servers_dagster import (
     dagster_dev,
     latest_metadata,
     run_errors,
+    runs,
     wait_for_code_location,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
 
 SENSOR_SECONDS = 5
-RUNS_QUERY = """
-query Runs($filter: RunsFilter) {
-  runsOrError(filter: $filter) {
-    __typename
-    ... on Runs { results { runId jobName status tags { key value } } }
-  }
-}
-"""
 TICKS_QUERY = """
 query Ticks($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
@@ -49,15 +42,6 @@ query Ticks($selector: SensorSelector!) {
   }
 }
 """
-
-
-def runs(servers: DagsterServers, job: str) -> list[dict]:
-    """The job's runs, oldest first, each with its tags as a dict."""
-    answer = servers.graphql(RUNS_QUERY, filter={"pipelineName": job})["runsOrError"]
-    if answer["__typename"] != "Runs":
-        raise ServerError(f"runs of {job}: {answer}")
-    found = [{**run, "tags": {tag["key"]: tag["value"] for tag in run["tags"]}} for run in answer["results"]]
-    return found[::-1]
 
 
 def ticks_since(servers: DagsterServers, sensor: str, since: float) -> int:
@@ -69,16 +53,6 @@ def ticks_since(servers: DagsterServers, sensor: str, since: float) -> int:
     state = answer["sensorState"]
     assert state["status"] == "RUNNING", f"{sensor} is {state['status']}: the spec turned it on"
     return sum(tick["timestamp"] > since for tick in state["ticks"])
-
-
-def wait_until(what: str, servers: DagsterServers, found: Callable[[], object], timeout: float = 600) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = found()
-        if value:
-            return value
-        time.sleep(1)
-    raise ServerError(f"no {what} after {timeout:.0f} s\n{servers.log_tail()}")
 
 
 def finished_run(servers: DagsterServers, job: str, number: int) -> dict:
