@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -142,11 +143,23 @@ def _settings(home: Path | None, spec: Path | None):
     return settings
 
 
+@contextlib.contextmanager
 def instance(settings):
-    """The project's Dagster instance: SQLite under the home folder, configured by its dagster.yaml."""
+    """The project's Dagster instance, open for a block: SQLite under the home folder, configured by its
+    dagster.yaml; disposed of on the way out.
+
+    Not ``with DagsterInstance(...)``: in Dagster 1.13 its ``__enter__`` sets the process's current definitions
+    state storage (a context variable holding a weak reference to the instance) and its ``__exit__`` never
+    resets it, so every later definitions load in the same thread (the next command run in-process, a test
+    after it) fails with "Attempted to resolve undefined DagsterInstance weakref". This code location keeps no
+    definitions state, so nothing needs that storage set."""
     import dagster as dg
 
-    return dg.DagsterInstance.from_config(str(settings.dagster_home))
+    opened = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    try:
+        yield opened
+    finally:
+        opened.dispose()
 
 
 def instance_config() -> Path:

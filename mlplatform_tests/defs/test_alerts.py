@@ -38,8 +38,11 @@ def instance() -> dg.DagsterInstance:
 def persistent(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     """A SQLite instance, as the daemon's: a sensor evaluated tick by tick keeps its cursor in it."""
     (tmp_path / "dagster").mkdir()
-    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))  # not `with`: see mlplatform.cli.instance
+    try:
         yield instance
+    finally:
+        instance.dispose()
 
 
 class Platform:

@@ -53,8 +53,11 @@ def project_instance(folder: Path) -> dg.DagsterInstance:
 
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    with project_instance(tmp_path / "dagster") as opened:
+    opened = project_instance(tmp_path / "dagster")  # not `with`: see mlplatform.cli.instance
+    try:
         yield opened
+    finally:
+        opened.dispose()
 
 
 @pytest.fixture

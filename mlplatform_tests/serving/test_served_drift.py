@@ -41,11 +41,11 @@ def send(url: str, frame: pd.DataFrame, schema: dict) -> None:
     assert response.status_code == 200, response.text
 
 
-def logged(folder: Path, rows: int) -> None:
+def logged(folder: Path, project: str, rows: int) -> None:
     """Wait for the server's writer (a flush every 5 s) to have written ``rows`` rows."""
     deadline = time.monotonic() + 60
-    while len(read_prediction_log(folder, "penguins")) < rows:
-        assert time.monotonic() < deadline, f"the server logged {len(read_prediction_log(folder, 'penguins'))} rows"
+    while len(read_prediction_log(folder, project)) < rows:
+        assert time.monotonic() < deadline, f"the server logged {len(read_prediction_log(folder, project))} rows"
         time.sleep(0.5)
 
 
@@ -67,7 +67,7 @@ def test_drifted_traffic_is_flagged_and_undrifted_traffic_is_not(
 ) -> None:
     # the session's model store holds the served model; the champion pointer is this test's own
     pointer_root = tmp_path / "artifacts"
-    Registry(BentoMLStore(os.environ["BENTOML_HOME"]), str(pointer_root), "penguins").promote(
+    Registry(BentoMLStore(os.environ["BENTOML_HOME"]), str(pointer_root), penguins_model.project).promote(
         penguins_model.tag, kind="manual", by="test", reason="the model being served"
     )
     log = tmp_path / "predictions"
@@ -76,16 +76,24 @@ def test_drifted_traffic_is_flagged_and_undrifted_traffic_is_not(
     with serve_bento(bento_tag, tmp_path, MLPLATFORM_API_TOKEN=TOKEN) as server:
         server.wait_ready()
         send(server.url, drifted, penguins_model.schema)
-        logged(log, ROWS)
-        first = report(write_spec("day.yaml", monitoring={"drift": {"window_hours": 1}}), pointer_root, log)
+        logged(log, penguins_model.project, ROWS)
+        first = report(
+            write_spec("day.yaml", name=penguins_model.project, monitoring={"drift": {"window_hours": 1}}),
+            pointer_root,
+            log,
+        )
 
         time.sleep(GAP_SECONDS / 2)
         middle = datetime.now(UTC)
         time.sleep(GAP_SECONDS / 2)
         send(server.url, synthetic.penguins(ROWS, seed=12), penguins_model.schema)
-        logged(log, 2 * ROWS)
+        logged(log, penguins_model.project, 2 * ROWS)
         hours = (datetime.now(UTC) - middle).total_seconds() / 3600
-        second = report(write_spec("since.yaml", monitoring={"drift": {"window_hours": hours}}), pointer_root, log)
+        second = report(
+            write_spec("since.yaml", name=penguins_model.project, monitoring={"drift": {"window_hours": hours}}),
+            pointer_root,
+            log,
+        )
 
     assert first["rows"] == ROWS and first["model_tag"] == penguins_model.tag
     assert {"bill_length_mm", "island"} <= set(first["drifted"]) and first[RETRAIN] is True

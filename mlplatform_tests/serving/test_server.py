@@ -188,10 +188,10 @@ def test_each_answer_s_request_id_finds_its_rows_in_the_log(
 
     wanted = {single["request_id"], batch["request_id"]}
     deadline = time.monotonic() + 30  # the log is written every few seconds, off the request path
-    mine = read_prediction_log(served_bento.prediction_log, "penguins")
+    mine = read_prediction_log(served_bento.prediction_log, penguins_model.project)
     while time.monotonic() < deadline and (mine.empty or mine["request_id"].isin(wanted).sum() < 4):
         time.sleep(0.5)
-        mine = read_prediction_log(served_bento.prediction_log, "penguins")
+        mine = read_prediction_log(served_bento.prediction_log, penguins_model.project)
     mine = mine[mine["request_id"].isin(wanted)]
 
     assert single["request_id"] != batch["request_id"]

@@ -96,7 +96,7 @@ def test_answers_carry_the_request_id_the_log_holds(
 
     service.close()
 
-    logged = read_prediction_log(tmp_path / "log", "penguins")
+    logged = read_prediction_log(tmp_path / "log", penguins_model.project)
     assert single.request_id != batch.request_id
     assert logged[["request_id", "request_row"]].values.tolist() == [
         [single.request_id, 0],
