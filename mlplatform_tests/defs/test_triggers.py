@@ -5,6 +5,7 @@ trigger starts on."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import shutil
@@ -377,7 +378,10 @@ def test_the_schedule_retrains_with_its_reason_unless_a_run_waits(tmp_path, writ
         context = dg.build_schedule_context(
             instance=instance, scheduled_execution_time=when, repository_def=repository, resources=defs.resources
         )
-        return schedule(context)
+        # A schedule context opens its own instance from the ref and enters it, which in Dagster 1.13 leaves
+        # that instance's definitions-state storage set for the thread after it is gone (every later test that
+        # loads definitions would fail): evaluated in a copy of the context, nothing outlives the call.
+        return contextvars.copy_context().run(schedule, context)
 
     request = evaluate()
     assert isinstance(request, dg.RunRequest)
