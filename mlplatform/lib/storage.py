@@ -65,6 +65,7 @@ def read_snapshot(path: UPath) -> Snapshot:
         return Snapshot(payload, hashlib.sha256(payload).hexdigest())
     if path.protocol not in ("s3", "s3a"):
         raise ValueError(f"{path}: conditional writes need a local folder or S3 (an ETag and a conditional PUT)")
+    path.fs.invalidate_cache(path.path)  # s3fs answers from listings it cached, which other writers outdate
     try:
         # The ETag first: should the object change before the GET, the write conditional on this ETag fails
         # rather than overwrite content nobody read.
