@@ -81,6 +81,7 @@ def test_a_model_stored_by_one_process_is_loaded_by_another_with_an_empty_bentom
         print(json.dumps({
             "versions": [v.tag for v in models.versions()],
             "predictions": models.load(sys.argv[2]).model.pipeline.predict(pd.read_json(sys.stdin)).tolist(),
+            "local_path": str(models.local_path(sys.argv[2])),
         }))
         """
     )
@@ -108,6 +109,7 @@ def test_a_model_stored_by_one_process_is_loaded_by_another_with_an_empty_bentom
     assert loaded["predictions"] == model.pipeline.predict(rows).tolist()
     # imported into the other process's own BentoML home, which held nothing before
     assert (empty_home / "models" / spec.name / stored_version / "model.joblib").is_file()
+    assert loaded["local_path"] == str(empty_home / "models" / spec.name / stored_version)
 
 
 def test_a_long_running_process_sees_versions_other_processes_stored(cloud: Settings, s3_bucket, trained) -> None:

@@ -269,6 +269,11 @@ class Registry:
                 return version
         return None
 
+    def local_path(self, tag: str) -> Path:
+        """The folder of ``tag``'s files on this machine, fetched first from a store elsewhere (what a ``bentoml
+        build`` in this process's BentoML home needs to find)."""
+        return self._get(tag).path
+
     def load(self, tag: str) -> LoadedModel:
         stored = self._get(tag)
         model, schema = read_version(stored.path)
