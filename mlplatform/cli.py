@@ -131,9 +131,11 @@ def _check_spec(args: argparse.Namespace) -> int:
 def _settings(home: Path | None, spec: Path | None):
     """The settings for a command (its ``--home`` and ``--spec`` over the environment's), with the Dagster
     instance's folder holding the project's dagster.yaml."""
+    from mlplatform.resources.object_storage import configure_object_storage
     from mlplatform.settings import Settings
 
     settings = Settings.from_env(home=home, spec_path=spec)
+    configure_object_storage(settings)  # before any S3 access: every object the command writes is encrypted
     dagster_home = settings.dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
     template = instance_config()
@@ -223,7 +225,7 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_REJECTED if rejected else EXIT_FAILED
 
         # Then train, unless a stored model already comes from this data, spec and code.
-        models = ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root)
+        models = ModelRegistry.for_settings(settings)
         existing = models.for_project(spec.name).trained_on(str(accepted["data_version"]), spec)
         if existing is not None:
             print()

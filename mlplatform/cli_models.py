@@ -55,9 +55,7 @@ def _registry(args):
 
     settings = args.settings
     spec = load_spec(settings.spec_path)
-    return ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root).for_project(
-        spec.name
-    ), spec
+    return ModelRegistry.for_settings(settings).for_project(spec.name), spec
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -48,12 +48,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.action == "setup":
         return _setup(args.folder)
+    from mlplatform.resources.object_storage import configure_object_storage
     from mlplatform.settings import Settings
 
     if args.rows < 1:
         print("error: --rows must be at least 1", file=sys.stderr)
         return 2
     settings = Settings.from_env(home=args.home, spec_path=args.spec)
+    configure_object_storage(settings)  # the batches it lands are encrypted like every object the platform writes
     try:
         return (_batch if args.action == "batch" else _traffic)(args, settings)
     except (SimulationError, IngestionError) as exc:
@@ -137,7 +139,7 @@ def _traffic(args: argparse.Namespace, settings) -> int:
     running = deployment.current()
     if running is None:
         raise simulate.SimulationError(f"nothing serves at {deployment.url}: `mlplatform serve` starts the champion")
-    registry = ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root)
+    registry = ModelRegistry.for_settings(settings)
     schema = registry.for_project(spec.name).load(running.model_tag).schema
     by = labels.join_column(spec)
     if args.labels:

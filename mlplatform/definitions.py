@@ -34,6 +34,7 @@ from mlplatform.resources import (
     ModelRegistry,
     ProjectSpecResource,
 )
+from mlplatform.resources.object_storage import configure_object_storage
 from mlplatform.resources.predictions import PredictionLogs
 from mlplatform.settings import Settings
 
@@ -54,11 +55,12 @@ REPRODUCTION = (
 
 def build_resources(settings: Settings) -> dict[str, object]:
     """The single switch between environments: only the values differ, never the wiring."""
+    configure_object_storage(settings)  # every S3 write of this process, encrypted as the settings say
     resources: dict[str, object] = {
         "project": ProjectSpecResource(spec_path=str(settings.spec_path)),
         "artifacts": ArtifactStore(root=settings.artifact_root),
         "io_manager": ArtifactIOManager(root=settings.artifact_root),
-        "registry": ModelRegistry(bentoml_home=str(settings.bentoml_home), pointer_root=settings.artifact_root),
+        "registry": ModelRegistry.for_settings(settings),
         "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
         "prediction_logs": PredictionLogs(folder=str(settings.prediction_log)),
     }

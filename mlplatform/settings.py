@@ -8,6 +8,8 @@
 | MLPLATFORM_SPEC | the project spec file | the bundled penguins example |
 | MLPLATFORM_BUCKET | the bucket for artifacts when MLPLATFORM_ENV=cloud | (required there) |
 | MLPLATFORM_PREFIX | the key prefix within that bucket | mlplatform |
+| MLPLATFORM_S3_SSE | server-side encryption of every object written: ``AES256`` or ``aws:kms`` | AES256 |
+| MLPLATFORM_S3_KMS_KEY_ID | the KMS key of ``aws:kms`` (the account's AWS-managed key when unset) | — |
 | MLPLATFORM_EXECUTOR | ``in_process`` or ``multiprocess`` | in_process locally |
 | MLPLATFORM_DEPLOY | ``local`` (the champion served by ``bentoml serve``) or ``none`` | local; none in cloud |
 | MLPLATFORM_SERVE_PORT | the local deployment's port on 127.0.0.1 (the Dagster UI has 3000) | 3001 |
@@ -43,6 +45,7 @@ Executor = Literal["in_process", "multiprocess"]
 Deploy = Literal["local", "none"]
 Auth = Literal["token", "off"]
 LogFormat = Literal["text", "json"]
+Encryption = Literal["AES256", "aws:kms"]
 
 
 class SettingsError(ValueError):
@@ -65,6 +68,8 @@ class Settings:
     ui_url: str = "http://127.0.0.1:3000"
     named_bentoml_home: Path | None = None  # BENTOML_HOME, when the environment sets it
     log_format: LogFormat = "text"
+    s3_encryption: Encryption = "AES256"
+    s3_kms_key_id: str | None = None
 
     @classmethod
     def from_env(
@@ -94,6 +99,15 @@ class Settings:
         log_format = environ.get("MLPLATFORM_LOG_FORMAT") or "text"
         if log_format not in ("text", "json"):
             raise SettingsError(f"MLPLATFORM_LOG_FORMAT={log_format!r}: use 'text' or 'json'")
+        encryption = environ.get("MLPLATFORM_S3_SSE") or "AES256"
+        if encryption not in ("AES256", "aws:kms"):
+            raise SettingsError(f"MLPLATFORM_S3_SSE={encryption!r}: use 'AES256' or 'aws:kms'")
+        kms_key_id = environ.get("MLPLATFORM_S3_KMS_KEY_ID") or None
+        if kms_key_id and encryption != "aws:kms":
+            raise SettingsError(
+                f"MLPLATFORM_S3_KMS_KEY_ID is set but MLPLATFORM_S3_SSE={encryption!r}: a KMS key is used only with "
+                "MLPLATFORM_S3_SSE=aws:kms"
+            )
         return cls(
             env=env,
             home=Path(home or environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser().resolve(),
@@ -109,6 +123,8 @@ class Settings:
             ui_url=(environ.get("MLPLATFORM_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
             named_bentoml_home=bentoml_home_named_by(environ["BENTOML_HOME"]) if environ.get("BENTOML_HOME") else None,
             log_format=log_format,
+            s3_encryption=encryption,
+            s3_kms_key_id=kms_key_id,
         )
 
     @property
@@ -142,6 +158,14 @@ class Settings:
         if self.env == "cloud":
             return f"s3://{self.bucket}/{self.prefix}"
         return str(self.home / "artifacts")
+
+    @property
+    def model_store_root(self) -> str | None:
+        """Where model versions are kept beside this process's BentoML home, as exported archives any machine can
+        import: the bucket in the cloud; None locally, where BentoML's home is the store."""
+        if self.env == "cloud":
+            return f"{self.artifact_root}/models"
+        return None
 
 
 def bentoml_home_named_by(value: str) -> Path:

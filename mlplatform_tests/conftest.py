@@ -117,8 +117,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture
 def s3_bucket(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Bucket]:
     """A new bucket, with the environment pointing boto3 and s3fs at the server (AWS_ENDPOINT_URL_S3)."""
+    import fsspec.config
     import s3fs
 
+    # the encryption a test's settings configure (resources.object_storage) ends with the test
+    monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     for name, value in s3_server.environment(tmp_path).items():

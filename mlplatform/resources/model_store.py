@@ -1,7 +1,7 @@
-"""The model store kind the registry uses today: BentoML's local model store under one BentoML home.
-
-``mlplatform.lib.registry.registry.ModelStore`` is the interface; a store elsewhere (BentoML's models in S3,
-say) is another class with the same three methods, handed to ``Registry`` in place of this one.
+"""The model store kinds behind ``mlplatform.lib.registry.registry.ModelStore``: ``BentoMLStore``, BentoML's
+local model store under one BentoML home (locally, the store itself), and ``ExportedModelStore``, every version
+exported as a BentoML archive to object storage, with the local BentoML home as its cache (in the cloud, so any
+pod on any machine can load any model). ``ModelRegistry`` picks one by the settings' values.
 
 One BentoML home per process. BentoML's public functions (``bentoml.models.create/get/list``) use the one home
 BentoML resolves at its first use in a process, from BENTOML_HOME (``~/bentoml`` when unset), and keep it for the
@@ -15,9 +15,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
+from upath import UPath
+
 from mlplatform.lib.registry.registry import NewVersion, NotStored, StoredVersion
+from mlplatform.lib.storage import read_json, write_json
 from mlplatform.settings import bentoml_home_named_by
 
 
@@ -103,3 +107,94 @@ class BentoMLStore:
             created=stored.creation_time,
             path=path,
         )
+
+
+class ExportedModelStore:
+    """Every model version in object storage (or any fsspec folder) under ``root``: ``<name>/<version>.tar.gz``,
+    the version as BentoML exports it (``bentoml.models.export_model``), and ``<name>/<version>.json``, its tag,
+    labels, metadata and creation time, written after the archive: a version is listed only once it is whole.
+
+    ``cache`` is this process's BentoML home: a version is created there and exported; reading one imports it
+    there first when the cache lacks it (``bentoml.models.import_model``), so the registry reads its files
+    locally and ``bentoml build`` in this process's environment finds it. BentoML reads and writes the archives
+    through fsspec, so S3 writes carry the encryption ``resources.object_storage`` configured."""
+
+    def __init__(self, root: str, cache: BentoMLStore) -> None:
+        self.root = root.rstrip("/")
+        self.cache = cache
+
+    @property
+    def where(self) -> str:
+        return f"the store at {self.root}"
+
+    def _files(self, tag: str) -> tuple[UPath, UPath]:
+        name, version = tag.split(":", 1)
+        folder = UPath(self.root).joinpath(name)
+        return folder / f"{version}.tar.gz", folder / f"{version}.json"
+
+    @contextmanager
+    def create(self, name: str, *, labels: dict[str, str], metadata: dict) -> Iterator[NewVersion]:
+        with self.cache.create(name, labels=labels, metadata=metadata) as new:
+            yield new
+        stored = self.cache.get(new.tag)
+        archive, description = self._files(stored.tag)
+        _bentoml_at(self.cache.bentoml_home).models.export_model(stored.tag, str(archive), output_format="gz")
+        write_json(
+            description,
+            {
+                "tag": stored.tag,
+                "labels": stored.labels,
+                "metadata": stored.metadata,
+                "created": stored.created.isoformat(),
+            },
+        )
+
+    def get(self, tag: str) -> StoredVersion:
+        archive, description = self._files(tag)
+        description.fs.invalidate_cache(description.path)  # s3fs's cached listings miss other processes' versions
+        try:
+            known = read_json(description)
+        except FileNotFoundError as exc:
+            raise NotStored(tag) from exc
+        try:
+            cached = self.cache.get(tag)
+        except NotStored:
+            cached = self._imported(tag, archive)
+        return _version(known, cached.path)
+
+    def _imported(self, tag: str, archive: UPath) -> StoredVersion:
+        bentoml = _bentoml_at(self.cache.bentoml_home)
+        from bentoml.exceptions import BentoMLException
+
+        try:
+            bentoml.models.import_model(str(archive))
+        except BentoMLException as error:
+            try:  # another thread of this process imported it first ("already exists")
+                return self.cache.get(tag)
+            except NotStored:
+                raise error from None
+        return self.cache.get(tag)
+
+    def list(self, name: str) -> list[StoredVersion]:
+        """Every version the store holds, from the descriptions alone: each ``path`` is where ``get`` puts its
+        files in the cache, which only ``get`` fills."""
+        folder = UPath(self.root).joinpath(name)
+        folder.fs.invalidate_cache(folder.path)  # s3fs's cached listings miss other processes' versions
+        if not folder.exists():
+            return []
+        versions = []
+        for description in sorted(folder.glob("*.json")):
+            known = read_json(description)
+            versions.append(_version(known, self.cache.bentoml_home / "models" / name / known["tag"].split(":")[1]))
+        return versions
+
+
+def _version(known: dict, path: Path) -> StoredVersion:
+    """A version as its description in the store tells it, with its files at ``path`` (in the local cache)."""
+    return StoredVersion(
+        tag=known["tag"],
+        labels=dict(known["labels"]),
+        metadata=dict(known["metadata"]),
+        created=datetime.fromisoformat(known["created"]),
+        path=path,
+    )

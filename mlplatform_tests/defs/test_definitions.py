@@ -149,6 +149,8 @@ def test_a_broken_spec_fails_loading_loudly_naming_the_field(tmp_path) -> None:
         ({"MLPLATFORM_ENV": "staging"}, "MLPLATFORM_ENV='staging'"),
         ({"MLPLATFORM_ENV": "cloud"}, "MLPLATFORM_BUCKET"),
         ({"MLPLATFORM_EXECUTOR": "threads"}, "MLPLATFORM_EXECUTOR='threads'"),
+        ({"MLPLATFORM_S3_SSE": "aws:fsx"}, "MLPLATFORM_S3_SSE='aws:fsx': use 'AES256' or 'aws:kms'"),
+        ({"MLPLATFORM_S3_KMS_KEY_ID": "key-1"}, "MLPLATFORM_S3_KMS_KEY_ID is set but MLPLATFORM_S3_SSE='AES256'"),
     ],
 )
 def test_bad_settings_are_named(environ: dict, message: str) -> None:
@@ -163,6 +165,35 @@ def test_cloud_settings_point_artifacts_at_the_bucket() -> None:
         {"MLPLATFORM_ENV": "cloud", "MLPLATFORM_BUCKET": "models", "MLPLATFORM_PREFIX": "team/"}
     )
     assert settings.artifact_root == "s3://models/team"
+    assert settings.model_store_root == "s3://models/team/models"
+    assert Settings.from_env({}).model_store_root is None  # locally BentoML's home is the store
+
+
+def test_cloud_resources_keep_models_in_the_bucket_and_encrypt_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec.config
+
+    from mlplatform.definitions import build_resources
+    from mlplatform.resources.model_store import BentoMLStore, ExportedModelStore
+
+    monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)  # restored after the test
+    settings = Settings.from_env(
+        {
+            "MLPLATFORM_ENV": "cloud",
+            "MLPLATFORM_BUCKET": "models",
+            "MLPLATFORM_HOME": "/tmp/unused",
+            "MLPLATFORM_S3_SSE": "aws:kms",
+            "MLPLATFORM_S3_KMS_KEY_ID": "key-1",
+        }
+    )
+
+    store = build_resources(settings)["registry"].for_project("penguins").store
+
+    assert isinstance(store, ExportedModelStore) and store.root == "s3://models/mlplatform/models"
+    assert isinstance(store.cache, BentoMLStore) and store.cache.bentoml_home == settings.bentoml_home
+    assert fsspec.config.conf["s3"]["s3_additional_kwargs"] == {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": "key-1",
+    }
 
 
 def test_the_api_token_reaches_the_deployment_as_an_env_var_never_as_a_value(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 from upath import UPath
 
-from mlplatform.lib.storage import read_frame, write_atomically, write_frame
+from mlplatform.lib.storage import (
+    WriteConflict,
+    read_frame,
+    read_snapshot,
+    write_atomically,
+    write_frame,
+    write_if_unchanged,
+)
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -88,3 +95,20 @@ def test_a_frame_round_trips_through_parquet(folder: UPath) -> None:
     write_frame(folder / "data.parquet", frame)
 
     pd.testing.assert_frame_equal(read_frame(folder / "data.parquet"), frame)
+
+
+def test_of_two_writers_that_read_the_same_version_only_the_first_writes(tmp_path: Path) -> None:
+    # (in S3 the same contract is a conditional PUT: mlplatform_tests/resources/test_s3_model_store.py)
+    pointer = UPath(tmp_path / "registry" / "champion.json")
+    absent = read_snapshot(pointer)
+    write_if_unchanged(pointer, b"first", absent)
+    with pytest.raises(WriteConflict, match="champion.json changed since it was read"):
+        write_if_unchanged(pointer, b"second", absent)  # it was absent when this writer read it
+
+    first, also_first = read_snapshot(pointer), read_snapshot(pointer)
+    write_if_unchanged(pointer, b"third", first)
+    with pytest.raises(WriteConflict):
+        write_if_unchanged(pointer, b"fourth", also_first)
+
+    assert pointer.read_bytes() == b"third"
+    assert sorted(path.name for path in pointer.parent.iterdir()) == [".champion.json.lock", "champion.json"]

@@ -27,6 +27,8 @@ def prediction_bento(
     context: dg.AssetExecutionContext, champion_model: Promotion, registry: ModelRegistry
 ) -> dg.Output[Bento]:
     """The prediction service built into a bento pinned to the champion's model version."""
+    # the model in this process's BentoML home, where the build looks: imported when the store is elsewhere (S3)
+    registry.for_project(champion_model.tag.split(":")[0]).local_path(champion_model.tag)
     tag = bentos.build(champion_model.tag, bentoml_home=registry.bentoml_home)
     context.log.info(f"Built bento {tag} serving {champion_model.tag}")
     return dg.Output(

@@ -12,7 +12,10 @@ The store is an interface (``ModelStore``): the registry never names BentoML; it
 
 The champion is a pointer, not a copy: ``registry/<project>/champion.json`` under the artifact root names
 the tag that serves, and ``history.jsonl`` records every change of champion with who did it and why. The
-pointer is written last and atomically, so a crash leaves the previous champion in place.
+pointer moves by a conditional write (``lib.storage.write_if_unchanged``: a conditional PUT in S3), so of two
+promotions that read the same champion only one moves it; the other fails with ChampionMoved and changes
+nothing. The history line follows the pointer; a promotion that stopped between the two left its whole record
+in the pointer, and the history (read or written next) includes it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import uuid
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +38,7 @@ from upath import UPath
 
 from mlplatform.lib.features.features import RowIds
 from mlplatform.lib.spec import ProjectSpec
-from mlplatform.lib.storage import read_json, write_atomically, write_json, write_parquet
+from mlplatform.lib.storage import WriteConflict, read_snapshot, write_if_unchanged, write_parquet
 from mlplatform.lib.training.training import TrainedModel
 
 MODEL_FILE = "model.joblib"
@@ -46,6 +50,10 @@ PromotionKind = Literal["gate", "manual", "rollback"]
 
 class RegistryError(LookupError):
     """A tag the store does not hold, or a pointer that cannot move; the message names the tag."""
+
+
+class ChampionMoved(RegistryError):
+    """Another promotion moved the champion while this one was deciding; this one changed nothing."""
 
 
 class NotStored(LookupError):
@@ -110,6 +118,7 @@ class Promotion:
     at: str
     run_id: str = ""
     evidence: dict = field(default_factory=dict)
+    id: str = ""  # unique to this change of champion (empty in records written before ids were kept)
 
 
 @dataclass(frozen=True)
@@ -260,6 +269,11 @@ class Registry:
                 return version
         return None
 
+    def local_path(self, tag: str) -> Path:
+        """The folder of ``tag``'s files on this machine, fetched first from a store elsewhere (what a ``bentoml
+        build`` in this process's BentoML home needs to find)."""
+        return self._get(tag).path
+
     def load(self, tag: str) -> LoadedModel:
         stored = self._get(tag)
         model, schema = read_version(stored.path)
@@ -295,24 +309,25 @@ class Registry:
 
     # --- the champion pointer -------------------------------------------------------------------------
     def champion(self) -> Promotion | None:
-        pointer = self.pointer_folder / "champion.json"
-        return Promotion(**read_json(pointer)) if pointer.exists() else None
+        pointer = read_snapshot(self.pointer_folder / "champion.json")
+        return _promotion(pointer.payload)
 
     def history(self) -> list[Promotion]:
-        log = self.pointer_folder / "history.jsonl"
-        if not log.exists():
-            return []
-        return [Promotion(**json.loads(line)) for line in log.read_text().splitlines() if line.strip()]
+        """Every change of champion, oldest first (the current champion's included, even if its promotion stopped
+        before writing its line)."""
+        recorded = _history(read_snapshot(self.pointer_folder / "history.jsonl").payload)
+        return _with(recorded, [self.champion()])
 
     def promote(
         self, tag: str, *, kind: PromotionKind, by: str, reason: str, run_id: str = "", evidence: dict | None = None
     ) -> Promotion:
-        """Make ``tag`` the champion. The history line is written before the pointer moves, so the log never
-        misses a champion that served."""
+        """Make ``tag`` the champion, unless another promotion moves the champion first (ChampionMoved)."""
         self._get(tag)  # it must exist: a pointer to nothing would break serving
         if not reason.strip():
             raise RegistryError(f"promoting {tag}: say why (a reason is recorded with every change of champion)")
-        current = self.champion()
+        pointer = self.pointer_folder / "champion.json"
+        read = read_snapshot(pointer)
+        current = _promotion(read.payload)
         promotion = Promotion(
             tag=tag,
             previous=current.tag if current else None,
@@ -322,12 +337,37 @@ class Registry:
             at=datetime.now(UTC).isoformat(timespec="seconds"),
             run_id=run_id,
             evidence=evidence or {},
+            id=uuid.uuid4().hex,
         )
-        log = self.pointer_folder / "history.jsonl"
-        lines = log.read_text() if log.exists() else ""
-        write_atomically(log, (lines + json.dumps(asdict(promotion), default=str) + "\n").encode())
-        write_json(self.pointer_folder / "champion.json", asdict(promotion))
+        promotion = _promotion(_encoded(promotion))  # as readers will see it (JSON types), to find it again
+        try:
+            write_if_unchanged(pointer, _encoded(promotion, indent=2), read)
+        except WriteConflict as exc:
+            moved = self.champion()
+            raise ChampionMoved(
+                f"promoting {tag} in project {self.project!r}: the champion moved to {moved.tag if moved else None} "
+                f"({moved.kind if moved else 'removed'} by {moved.by if moved else 'someone'}) while this promotion "
+                f"read {promotion.previous}; nothing changed: decide again against the new champion"
+            ) from exc
+        self._record([current, promotion])
         return promotion
+
+    def _record(self, promotions: list[Promotion | None]) -> None:
+        """Append the promotions the history does not hold yet, in order; a conditional write, tried again
+        when another promotion appended first (appends of different promotions never exclude each other)."""
+        log = self.pointer_folder / "history.jsonl"
+        while True:
+            read = read_snapshot(log)
+            recorded = _history(read.payload)
+            complete = _with(recorded, promotions)
+            if len(complete) == len(recorded):
+                return
+            lines = b"".join(_encoded(promotion) + b"\n" for promotion in complete[len(recorded) :])
+            try:
+                write_if_unchanged(log, (read.payload or b"") + lines, read)
+                return
+            except WriteConflict:
+                continue
 
     def rollback_target(self) -> str:
         """The champion before the current one: what ``rollback`` restores when no tag is named."""
@@ -337,3 +377,26 @@ class Registry:
         if current.previous is None:
             raise RegistryError(f"{current.tag} is the first champion: there is nothing to roll back to")
         return current.previous
+
+
+def _promotion(payload: bytes | None) -> Promotion | None:
+    return Promotion(**json.loads(payload)) if payload else None
+
+
+def _history(payload: bytes | None) -> list[Promotion]:
+    text = (payload or b"").decode()
+    return [Promotion(**json.loads(line)) for line in text.splitlines() if line.strip()]
+
+
+def _with(recorded: list[Promotion], promotions: list[Promotion | None]) -> list[Promotion]:
+    """``recorded`` followed by those of ``promotions`` it does not hold."""
+    held = {_identity(p) for p in recorded}
+    return recorded + [p for p in promotions if p is not None and _identity(p) not in held]
+
+
+def _identity(promotion: Promotion) -> str | bytes:
+    return promotion.id or _encoded(promotion)
+
+
+def _encoded(promotion: Promotion, indent: int | None = None) -> bytes:
+    return json.dumps(asdict(promotion), default=str, indent=indent).encode()

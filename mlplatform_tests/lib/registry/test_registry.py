@@ -1,5 +1,6 @@
 """The registry: models in a real BentoML model store (the session's home), lineage labels, the champion pointer."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -134,6 +135,26 @@ def test_promotions_move_the_pointer_and_keep_a_history(models: Registry, traine
     ]
     assert history[-1].reason == "second misbehaves"
     assert models.champion().tag == first.tag
+
+
+def test_a_promotion_that_stopped_before_its_history_line_is_still_in_the_history(models: Registry, trained) -> None:
+    first, second = store(models, trained, "run-1"), store(models, trained, "run-2")
+    models.promote(first.tag, kind="gate", by="gate", reason="first model")
+    log = models.pointer_folder / "history.jsonl"
+    kept = log.read_bytes()
+    models.promote(second.tag, kind="manual", by="ana", reason="better")
+    log.write_bytes(kept)  # as if the process had died after moving the pointer, before writing the history
+
+    assert [p.tag for p in models.history()] == [first.tag, second.tag]  # the pointer holds the whole record
+    models.promote(first.tag, kind="rollback", by="ana", reason="second misbehaves")
+
+    recorded = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(line["tag"], line["previous"], line["kind"]) for line in recorded] == [
+        (first.tag, None, "gate"),
+        (second.tag, first.tag, "manual"),
+        (first.tag, second.tag, "rollback"),
+    ]
+    assert len({line["id"] for line in recorded}) == 3
 
 
 def test_a_change_of_champion_needs_a_reason_and_an_existing_model(models: Registry, trained) -> None:
