@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from mlplatform import cli_models, cli_serving, cli_simulate
+from mlplatform import cli_kubernetes, cli_models, cli_serving, cli_simulate
 from mlplatform.lib.spec import SpecError, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -68,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     handlers |= cli_models.add_commands(commands, common)
     handlers |= cli_serving.add_commands(commands, common)
     handlers |= cli_simulate.add_commands(commands, common)
+    handlers |= cli_kubernetes.add_commands(commands, common)
 
     args = parser.parse_args(argv)
     try:
-        if args.command in ("models", "promote", "rollback", "reproduce", "serve"):
+        if args.command in ("models", "promote", "rollback", "reproduce", "serve", "manifests"):
             args.settings = _settings(args.home, args.spec)
         return handlers[args.command](args)
     except Exception as exc:
@@ -85,10 +86,12 @@ def _refusals() -> tuple[type[Exception], ...]:
     """The platform's own refusals of what was asked: a spec, a setting, a model tag or a data version that
     cannot be used. Imported only once something failed: the registry brings pandas and scikit-learn."""
     from mlplatform.lib.data.batches import UnknownDataVersion
+    from mlplatform.lib.deployment.kubernetes import ManifestError
     from mlplatform.lib.registry.registry import RegistryError
+    from mlplatform.resources.kubernetes_api import ClusterError
     from mlplatform.settings import SettingsError
 
-    return (SpecError, SettingsError, RegistryError, UnknownDataVersion)
+    return (SpecError, SettingsError, RegistryError, UnknownDataVersion, ManifestError, ClusterError)
 
 
 def _check_spec(args: argparse.Namespace) -> int:
