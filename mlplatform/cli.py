@@ -127,6 +127,10 @@ def _check_spec(args: argparse.Namespace) -> int:
     floors = ", ".join(f"{metric} {value:g}" for metric, value in spec.promotion.floors.items()) or "none"
     margin = f"{problem.primary_metric} by >= {spec.promotion.margin:g}"
     print(f"  promotion floors: {floors}; must beat the champion's {margin}")
+    size = spec.deployment
+    scaling = f"{size.min_replicas}-{size.max_replicas} at {size.target_cpu_percent}% CPU"
+    resources = f"{size.cpu}/{size.memory} requested, {size.cpu_limit}/{size.memory_limit} limit"
+    print(f"  k8s       {size.replicas} pod(s), {scaling}; {resources}; {size.service_type}")
     print("  (columns and the source itself are checked at the first ingestion)")
     return 0
 

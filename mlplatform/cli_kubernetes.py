@@ -28,6 +28,11 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     versions.add_argument(
         "--discover", action="store_true", help="ask the cluster $KUBECONFIG names which API versions it serves"
     )
+    manifests.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="with --discover: the cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config)",
+    )
     return {"manifests": _manifests}
 
 
@@ -55,7 +60,10 @@ def _manifests(args: argparse.Namespace) -> int:
     if args.discover:
         from mlplatform.resources import kubernetes_api
 
-        served, where = kubernetes_api.served_group_versions(kubernetes_api.api_client()), "the cluster's discovery"
+        served, where = (
+            kubernetes_api.served_group_versions(kubernetes_api.api_client(args.kubeconfig)),
+            "the cluster's discovery",
+        )
     elif args.kubernetes_version:
         served, where = kubernetes.served_in(args.kubernetes_version), f"Kubernetes {args.kubernetes_version}"
     else:

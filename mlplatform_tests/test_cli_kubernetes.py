@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,10 @@ from mlplatform.resources import ModelRegistry
 from mlplatform.settings import Settings
 from mlplatform_tests import models
 from mlplatform_tests.conftest import EXAMPLE_CSV
+from mlplatform_tests.lib.deployment.test_kubernetes import SERVED_1_20
+from mlplatform_tests.resources.test_kubernetes_api import TOKEN as DISCOVERY_TOKEN
+from mlplatform_tests.resources.test_kubernetes_api import discovery_documents, kubeconfig
+from mlplatform_tests.servers import HTTPTestServer
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:jsonschema.RefResolver is deprecated:DeprecationWarning"),
@@ -104,6 +109,23 @@ def test_an_image_not_pinned_by_digest_is_refused_and_nothing_written(project, t
 
     assert "image 'predictor:latest': pin it by digest" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_discover_writes_the_versions_the_cluster_serves(project, tmp_path: Path, capsys) -> None:
+    arguments, _ = project
+    with HTTPTestServer() as server:  # answers discovery as a v1.20 API server does, to its bearer token only
+        for path, document in zip(("/api/", "/apis/"), discovery_documents(SERVED_1_20), strict=True):
+            bearer = {"Authorization": f"Bearer {DISCOVERY_TOKEN}"}
+            server.route(path, json.dumps(document), "application/json", required_headers=bearer)
+        config = kubeconfig(tmp_path / "kubeconfig", server.base_url)
+        out = ["--out", str(tmp_path / "out")]
+
+        assert cli.main(["manifests", *arguments, *out, "--discover", "--kubeconfig", str(config)]) == 0
+
+    manifests = written(tmp_path / "out")
+    assert manifests["04-horizontalpodautoscaler.yaml"]["apiVersion"] == "autoscaling/v2beta2"
+    assert manifests["05-poddisruptionbudget.yaml"]["apiVersion"] == "policy/v1beta1"
+    assert "autoscaling/v2beta2 and policy/v1beta1, from the cluster's discovery" in capsys.readouterr().out
 
 
 def test_without_a_champion_it_says_how_to_get_one(tmp_path: Path, capsys) -> None:
