@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from mlplatform import cli_models, cli_serving, cli_simulate
+from mlplatform import cli_kubernetes, cli_models, cli_serving, cli_simulate
 from mlplatform.lib.spec import SpecError, load_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -68,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     handlers |= cli_models.add_commands(commands, common)
     handlers |= cli_serving.add_commands(commands, common)
     handlers |= cli_simulate.add_commands(commands, common)
+    handlers |= cli_kubernetes.add_commands(commands, common)
 
     args = parser.parse_args(argv)
     try:
-        if args.command in ("models", "promote", "rollback", "reproduce", "serve"):
+        if args.command in ("models", "promote", "rollback", "reproduce", "serve", "manifests"):
             args.settings = _settings(args.home, args.spec)
         return handlers[args.command](args)
     except Exception as exc:
@@ -85,10 +86,12 @@ def _refusals() -> tuple[type[Exception], ...]:
     """The platform's own refusals of what was asked: a spec, a setting, a model tag or a data version that
     cannot be used. Imported only once something failed: the registry brings pandas and scikit-learn."""
     from mlplatform.lib.data.batches import UnknownDataVersion
+    from mlplatform.lib.deployment.kubernetes import ManifestError
     from mlplatform.lib.registry.registry import RegistryError
+    from mlplatform.resources.kubernetes_api import ClusterError
     from mlplatform.settings import SettingsError
 
-    return (SpecError, SettingsError, RegistryError, UnknownDataVersion)
+    return (SpecError, SettingsError, RegistryError, UnknownDataVersion, ManifestError, ClusterError)
 
 
 def _check_spec(args: argparse.Namespace) -> int:
@@ -124,6 +127,10 @@ def _check_spec(args: argparse.Namespace) -> int:
     floors = ", ".join(f"{metric} {value:g}" for metric, value in spec.promotion.floors.items()) or "none"
     margin = f"{problem.primary_metric} by >= {spec.promotion.margin:g}"
     print(f"  promotion floors: {floors}; must beat the champion's {margin}")
+    size = spec.deployment
+    scaling = f"{size.min_replicas}-{size.max_replicas} at {size.target_cpu_percent}% CPU"
+    resources = f"{size.cpu}/{size.memory} requested, {size.cpu_limit}/{size.memory_limit} limit"
+    print(f"  k8s       {size.replicas} pod(s), {scaling}; {resources}; {size.service_type}")
     print("  (columns and the source itself are checked at the first ingestion)")
     return 0
 

@@ -36,6 +36,7 @@ def test_check_spec_accepts_the_bundled_example(tmp_path: Path) -> None:
     done = mlplatform("check-spec", str(default_spec_path()), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "classification of 'species', optimising f1_macro" in done.stdout
+    assert "k8s       2 pod(s), 2-4 at 70% CPU; 250m/512Mi requested, 1/1Gi limit; ClusterIP" in done.stdout
 
 
 def test_check_spec_names_the_field_and_value(tmp_path: Path) -> None:

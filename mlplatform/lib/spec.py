@@ -388,6 +388,56 @@ class Monitoring(_Strict):
     freshness: Freshness = Freshness()
 
 
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_QUANTITY_SCALE = {"m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+_QUANTITY_SCALE["Ti"] = 2**40
+
+
+def kubernetes_quantity(text: str) -> float:
+    """A Kubernetes quantity ("250m", "1", "512Mi") as a number, to compare a request with its limit."""
+    match = _QUANTITY.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity such as 250m, 1, 512Mi or 1Gi")
+    return float(match.group(1)) * _QUANTITY_SCALE[match.group(2) or ""]
+
+
+class DeploymentSettings(_Strict):
+    """How the champion runs on Kubernetes (``mlplatform.lib.deployment.kubernetes``): its pods' size and count.
+    The defaults suit the bundled example: one BentoML worker per pod holding a small scikit-learn model."""
+
+    replicas: int = Field(default=2, ge=1)  # at the first rollout; the autoscaler moves it between min and max
+    min_replicas: int = Field(default=2, ge=1)  # two: one keeps serving while the other is replaced or evicted
+    max_replicas: int = Field(default=4, ge=1)
+    target_cpu_percent: int = Field(default=70, ge=1, le=100)  # of the CPU request, averaged over the pods
+    cpu: str = "250m"  # requests: what the scheduler reserves
+    memory: str = "512Mi"
+    cpu_limit: str = "1"  # limits: a pod using more CPU is throttled, more memory is killed
+    memory_limit: str = "1Gi"
+    service_type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    node_port: int | None = Field(default=None, ge=30000, le=32767)  # NodePort only; None: the cluster picks one
+
+    @field_validator("cpu", "memory", "cpu_limit", "memory_limit", mode="before")
+    @classmethod
+    def _quantity(cls, value: object) -> str:
+        text = str(value)  # YAML reads `cpu: 1` as a number
+        kubernetes_quantity(text)
+        return text
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeploymentSettings:
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(
+                f"need min_replicas ({self.min_replicas}) <= replicas ({self.replicas}) <= max_replicas "
+                f"({self.max_replicas})"
+            )
+        for request, limit in (("cpu", "cpu_limit"), ("memory", "memory_limit")):
+            if kubernetes_quantity(getattr(self, request)) > kubernetes_quantity(getattr(self, limit)):
+                raise ValueError(f"{request} {getattr(self, request)!r} is more than {limit} {getattr(self, limit)!r}")
+        if self.node_port is not None and self.service_type != "NodePort":
+            raise ValueError(f"node_port {self.node_port} needs service_type NodePort")
+        return self
+
+
 class ProjectSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
     problem: Problem
@@ -399,6 +449,7 @@ class ProjectSpec(_Strict):
     promotion: PromotionSettings = PromotionSettings()
     automation: Automation = Automation()
     monitoring: Monitoring = Monitoring()
+    deployment: DeploymentSettings = DeploymentSettings()
     # Set by the loader, not written by users: relative paths in the spec are relative to its file.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -1,7 +1,8 @@
 """The outside systems, as Dagster resources: the spec file, the artifact storage, how asset values are stored,
 the model registry, the cores steps share, and where the champion is deployed. The adapters the deployment
 resources hand out live here too, Dagster-free: ``bentos`` (``bentoml build`` and ``bentoml serve`` processes),
-``local_server`` (the local deployment target) and ``docker`` (images built and pushed)."""
+``local_server`` (the local deployment target), ``docker`` (images built and pushed) and ``kubernetes_api`` (which
+API versions a cluster serves)."""
 
 from mlplatform.resources.artifacts import ArtifactIOManager, ArtifactStore
 from mlplatform.resources.compute import Compute

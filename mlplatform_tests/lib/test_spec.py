@@ -163,6 +163,29 @@ def test_relative_paths_are_relative_to_the_spec_file(tmp_path: Path, write_spec
             ["quality.columns.island.mostly", "1.2"],
             id="column mostly above 1",
         ),
+        pytest.param(
+            {"deployment": {"cpu": "half"}}, ["deployment.cpu", "'half' is not a Kubernetes quantity"], id="bad cpu"
+        ),
+        pytest.param(
+            {"deployment": {"memory": "2Gi", "memory_limit": "1Gi"}},
+            ["deployment", "memory '2Gi' is more than memory_limit '1Gi'"],
+            id="request above limit",
+        ),
+        pytest.param(
+            {"deployment": {"replicas": 5, "max_replicas": 4}},
+            ["deployment", "min_replicas (2) <= replicas (5) <= max_replicas (4)"],
+            id="replicas above the autoscaler's maximum",
+        ),
+        pytest.param(
+            {"deployment": {"node_port": 30080}},
+            ["deployment", "node_port 30080 needs service_type NodePort"],
+            id="node port on a ClusterIP service",
+        ),
+        pytest.param(
+            {"deployment": {"service_type": "LoadBalancer"}},
+            ["deployment.service_type", "'LoadBalancer'"],
+            id="unsupported service type",
+        ),
     ],
 )
 def test_a_bad_spec_names_the_field_and_the_value(write_spec, sections: dict, expected: list[str]) -> None:
@@ -292,3 +315,19 @@ class TestExpandEnv:
             "source.headers.Authorization: environment variable MLPLATFORM_TEST_UNSET is not set "
             "(referenced as ${MLPLATFORM_TEST_UNSET})"
         )
+
+
+def test_the_deployment_section_sizes_the_pods(spec_from) -> None:
+    default = spec_from().deployment
+    # YAML reads `cpu: 1` as a number; Kubernetes wants the quantity as text
+    sized = spec_from(deployment={"replicas": 3, "max_replicas": 6, "cpu": 1, "cpu_limit": 2, "memory": "768Mi"})
+
+    assert (default.replicas, default.min_replicas, default.max_replicas, default.service_type) == (
+        2,
+        2,
+        4,
+        "ClusterIP",
+    )
+    assert load_spec(default_spec_path()).deployment == default
+    assert (sized.deployment.replicas, sized.deployment.cpu, sized.deployment.cpu_limit) == (3, "1", "2")
+    assert (sized.deployment.memory, sized.deployment.memory_limit) == ("768Mi", "1Gi")
