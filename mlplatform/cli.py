@@ -130,13 +130,13 @@ def _check_spec(args: argparse.Namespace) -> int:
 
 def _settings(home: Path | None, spec: Path | None):
     """The settings for a command (its ``--home`` and ``--spec`` over the environment's), with the Dagster
-    instance's folder holding the project's dagster.yaml."""
+    instance's folder holding the project's dagster.yaml, or the one MLPLATFORM_DAGSTER_CONFIG names."""
     from mlplatform.settings import Settings
 
     settings = Settings.from_env(home=home, spec_path=spec)
     dagster_home = settings.dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
-    template = instance_config()
+    template = settings.dagster_config or instance_config()
     installed = dagster_home / "dagster.yaml"
     if not installed.exists() or installed.read_bytes() != template.read_bytes():
         shutil.copyfile(template, installed)

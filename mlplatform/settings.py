@@ -15,6 +15,7 @@
 | MLPLATFORM_ALERT_WEBHOOK | where alerts are POSTed (a Slack incoming webhook or any JSON endpoint) | — (log only) |
 | MLPLATFORM_UI_URL | the Dagster UI's address, for links to runs in alerts | http://127.0.0.1:3000 |
 | MLPLATFORM_LOG_FORMAT | ``json``: the runs' JSON log lines go to stdout as well as to the file (containers) | text |
+| MLPLATFORM_DAGSTER_CONFIG | a dagster.yaml for the instance (``deploy/dagster.yaml``: Postgres, S3) | the project's |
 
 The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
 in the bento's own folder, so relative paths would point there):
@@ -65,6 +66,7 @@ class Settings:
     ui_url: str = "http://127.0.0.1:3000"
     named_bentoml_home: Path | None = None  # BENTOML_HOME, when the environment sets it
     log_format: LogFormat = "text"
+    dagster_config: Path | None = None  # MLPLATFORM_DAGSTER_CONFIG; None: the project's own dagster.yaml
 
     @classmethod
     def from_env(
@@ -94,6 +96,9 @@ class Settings:
         log_format = environ.get("MLPLATFORM_LOG_FORMAT") or "text"
         if log_format not in ("text", "json"):
             raise SettingsError(f"MLPLATFORM_LOG_FORMAT={log_format!r}: use 'text' or 'json'")
+        dagster_config = environ.get("MLPLATFORM_DAGSTER_CONFIG") or None
+        if dagster_config and not Path(dagster_config).expanduser().is_file():
+            raise SettingsError(f"MLPLATFORM_DAGSTER_CONFIG={dagster_config!r}: no such file (name a dagster.yaml)")
         return cls(
             env=env,
             home=Path(home or environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser().resolve(),
@@ -109,6 +114,7 @@ class Settings:
             ui_url=(environ.get("MLPLATFORM_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
             named_bentoml_home=bentoml_home_named_by(environ["BENTOML_HOME"]) if environ.get("BENTOML_HOME") else None,
             log_format=log_format,
+            dagster_config=Path(dagster_config).expanduser().resolve() if dagster_config else None,
         )
 
     @property

@@ -149,6 +149,10 @@ def test_a_broken_spec_fails_loading_loudly_naming_the_field(tmp_path) -> None:
         ({"MLPLATFORM_ENV": "staging"}, "MLPLATFORM_ENV='staging'"),
         ({"MLPLATFORM_ENV": "cloud"}, "MLPLATFORM_BUCKET"),
         ({"MLPLATFORM_EXECUTOR": "threads"}, "MLPLATFORM_EXECUTOR='threads'"),
+        (
+            {"MLPLATFORM_DAGSTER_CONFIG": "no/such/dagster.yaml"},
+            "MLPLATFORM_DAGSTER_CONFIG='no/such/dagster.yaml': no such",
+        ),
     ],
 )
 def test_bad_settings_are_named(environ: dict, message: str) -> None:
