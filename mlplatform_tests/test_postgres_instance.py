@@ -92,15 +92,35 @@ def test_a_full_run_is_recorded_in_postgres_with_its_step_logs_in_s3(
     assert keys, "no step log in the bucket"
     assert all(key.startswith(f"{LOG_PREFIX}/") for key in keys), keys
     # The run's steps print their progress; in one process a run's steps share one captured log per stream.
+    step_logs = []
     for run_id, step in ((printed[1], "raw_batch"), (printed[2], "trained_model")):
         logs = [key for key in keys if f"/{run_id}/" in key]
         assert logs, f"no step log of run {run_id} in {keys}"
         text = b"".join(client.get_object(Bucket=bucket.name, Key=key)["Body"].read() for key in logs).decode()
         assert re.search(rf"^  \d\d:\d\d:\d\d  {step} +done in", text, re.MULTILINE), f"{step} not in {logs}:\n{text}"
+        step_logs.append(text)
     unencrypted = [
         key for key in keys if client.head_object(Bucket=bucket.name, Key=key).get("ServerSideEncryption") != "AES256"
     ]
     assert not unencrypted, f"step logs written without server-side encryption: {unencrypted}"
+    assert_password_not_stored(
+        postgres, database, environment["DAGSTER_PG_PASSWORD"], [done.stdout, done.stderr, *step_logs]
+    )
+
+
+def assert_password_not_stored(postgres: PostgresServer, database: str, password: str, texts: list[str]) -> None:
+    """The database password is read from the environment where it is needed, and written nowhere: not in the
+    runs (whose stored body carries the instance's config to the processes that execute them), events, tags,
+    ticks, nor in ``texts`` (the command's output, the servers' log, the step logs)."""
+    for table, column in (
+        ("runs", "run_body"),
+        ("event_logs", "event"),
+        ("run_tags", "value"),
+        ("job_ticks", "tick_body"),
+    ):
+        found = rows(postgres, database, f"SELECT count(*) FROM {table} WHERE strpos({column}, %s) > 0", password)
+        assert found == [(0,)], f"the database password is stored in {table}.{column}"
+    assert not [text for text in texts if password in text], "the database password is in the output or logs"
 
 
 def test_the_daemon_records_a_sensor_tick_and_its_run_in_postgres(
@@ -155,3 +175,4 @@ def test_the_daemon_records_a_sensor_tick_and_its_run_in_postgres(
     assert tagged == [("new_data",)]
     keys = [item["Key"] for item in s3_server.client().list_objects_v2(Bucket=bucket.name).get("Contents", [])]
     assert any(run_id in key for key in keys), f"no step log of the sensor's run {run_id} in {keys}"
+    assert_password_not_stored(postgres, database, environment["DAGSTER_PG_PASSWORD"], [servers.log_path.read_text()])
