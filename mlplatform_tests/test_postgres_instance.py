@@ -23,10 +23,10 @@ from mlplatform_tests.servers import PostgresServer, S3Bucket, S3Server, running
 from mlplatform_tests.servers_dagster import dagster_dev, wait_for_code_location, wait_until
 from mlplatform_tests.system import postgres_bin_dir
 from mlplatform_tests.test_cli import mlplatform
+from mlplatform_tests.test_deploy_instance import PRODUCTION_CONFIG
 
 pytestmark = pytest.mark.slow
 
-PRODUCTION_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
 LOG_PREFIX = "dagster/compute-logs"
 SENSOR_SECONDS = 5
 
