@@ -137,7 +137,7 @@ def _check_spec(args: argparse.Namespace) -> int:
 
 def _settings(home: Path | None, spec: Path | None):
     """The settings for a command (its ``--home`` and ``--spec`` over the environment's), with the Dagster
-    instance's folder holding the project's dagster.yaml."""
+    instance's folder holding the project's dagster.yaml, or the one MLPLATFORM_DAGSTER_CONFIG names."""
     from mlplatform.resources.object_storage import configure_object_storage
     from mlplatform.settings import Settings
 
@@ -145,7 +145,7 @@ def _settings(home: Path | None, spec: Path | None):
     configure_object_storage(settings)  # before any S3 access: every object the command writes is encrypted
     dagster_home = settings.dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
-    template = instance_config()
+    template = settings.dagster_config or instance_config()
     installed = dagster_home / "dagster.yaml"
     if not installed.exists() or installed.read_bytes() != template.read_bytes():
         shutil.copyfile(template, installed)

@@ -17,6 +17,7 @@
 | MLPLATFORM_ALERT_WEBHOOK | where alerts are POSTed (a Slack incoming webhook or any JSON endpoint) | — (log only) |
 | MLPLATFORM_UI_URL | the Dagster UI's address, for links to runs in alerts | http://127.0.0.1:3000 |
 | MLPLATFORM_LOG_FORMAT | ``json``: the runs' JSON log lines go to stdout as well as to the file (containers) | text |
+| MLPLATFORM_DAGSTER_CONFIG | a dagster.yaml for the instance (``deploy/dagster.yaml``: Postgres, S3) | the project's |
 
 The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
 in the bento's own folder, so relative paths would point there):
@@ -70,6 +71,7 @@ class Settings:
     log_format: LogFormat = "text"
     s3_encryption: Encryption = "AES256"
     s3_kms_key_id: str | None = None
+    dagster_config: Path | None = None  # MLPLATFORM_DAGSTER_CONFIG; None: the project's own dagster.yaml
 
     @classmethod
     def from_env(
@@ -108,6 +110,9 @@ class Settings:
                 f"MLPLATFORM_S3_KMS_KEY_ID is set but MLPLATFORM_S3_SSE={encryption!r}: a KMS key is used only with "
                 "MLPLATFORM_S3_SSE=aws:kms"
             )
+        dagster_config = environ.get("MLPLATFORM_DAGSTER_CONFIG") or None
+        if dagster_config and not Path(dagster_config).expanduser().is_file():
+            raise SettingsError(f"MLPLATFORM_DAGSTER_CONFIG={dagster_config!r}: no such file (name a dagster.yaml)")
         return cls(
             env=env,
             home=Path(home or environ.get("MLPLATFORM_HOME", ".mlplatform")).expanduser().resolve(),
@@ -125,6 +130,7 @@ class Settings:
             log_format=log_format,
             s3_encryption=encryption,
             s3_kms_key_id=kms_key_id,
+            dagster_config=Path(dagster_config).expanduser().resolve() if dagster_config else None,
         )
 
     @property

@@ -1,28 +1,39 @@
-"""Real servers for tests, on 127.0.0.1: moto's S3 server in a subprocess, and a small HTTP server in a thread.
+"""Real servers for tests, on 127.0.0.1: moto's S3 server and PostgreSQL in subprocesses, and a small HTTP
+server in a thread.
 
-Both speak real HTTP, so the code under test goes through its real client stack (s3fs/aiobotocore,
-requests) exactly as it would against AWS or a partner's API.
+Each speaks its real protocol, so the code under test goes through its real client stack (s3fs/aiobotocore,
+requests, psycopg) exactly as it would against AWS, a managed database or a partner's API.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 MOTO_START_SECONDS = 60
 MOTO_STOP_SECONDS = 10
+POSTGRES_START_SECONDS = 60
+POSTGRES_STOP_SECONDS = 30
+# PostgreSQL refuses to run as root; as root, the tests run it as the user Debian's postgresql package creates.
+POSTGRES_USER_WHEN_ROOT = "postgres"
 # Fake credentials: moto accepts any, and botocore refuses to sign a request without some.
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -89,42 +100,156 @@ def running_moto_server(log_dir: Path) -> Iterator[S3Server]:
     """moto's S3 server as a subprocess on a free port; stopped (terminate, then kill) on exit."""
     log_path = log_dir / "moto_server.log"
     with log_path.open("ab") as log:
-        process, endpoint_url = _start_moto(log, log_path)
+        process, port = _serve_on_a_free_port(
+            "moto's server",
+            lambda port: subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            ),
+            lambda port: _answers_http(f"http://127.0.0.1:{port}/moto-api/"),
+            MOTO_START_SECONDS,
+            log_path,
+        )
         try:
-            yield S3Server(endpoint_url)
+            yield S3Server(f"http://127.0.0.1:{port}")
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=MOTO_STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process, signal.SIGTERM, MOTO_STOP_SECONDS)
 
 
-def _start_moto(log, log_path: Path) -> tuple[subprocess.Popen, str]:
-    # The port is free when probed but could be taken before moto binds it; a second try covers that race.
+def _answers_http(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def _serve_on_a_free_port(
+    name: str,
+    start: Callable[[int], subprocess.Popen],
+    answers: Callable[[int], bool],
+    timeout: float,
+    log_path: Path,
+) -> tuple[subprocess.Popen, int]:
+    """``start(port)`` on a free port until ``answers(port)``; the process and its port. The port is free when
+    probed but could be taken before the server binds it: a server that exits while starting gets another."""
     for _attempt in range(3):
         port = free_port()
-        endpoint_url = f"http://127.0.0.1:{port}"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + MOTO_START_SECONDS
+        process = start(port)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{endpoint_url}/moto-api/", timeout=1):
-                    return process, endpoint_url
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.05)
+            if answers(port):
+                return process, port
+            time.sleep(0.05)
         if process.poll() is None:
-            process.kill()
-            process.wait()
-            raise RuntimeError(
-                f"moto's server did not answer on {endpoint_url} within {MOTO_START_SECONDS}s; see {log_path}"
+            _stop(process, signal.SIGKILL, timeout)
+            raise RuntimeError(f"{name} did not answer on port {port} within {timeout}s; see {log_path}")
+    raise RuntimeError(f"{name} exited with code {process.returncode} while starting; see {log_path}")
+
+
+def _stop(process: subprocess.Popen, sig: signal.Signals, timeout: float) -> None:
+    """``sig`` to the process, then a kill if it has not exited within ``timeout`` seconds."""
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A PostgreSQL server on 127.0.0.1 that asks for a password (scram-sha-256), as a managed database does."""
+
+    port: int
+    user: str
+    password: str = field(repr=False)
+    log_path: Path = field(repr=False)
+    host: str = "127.0.0.1"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+    def connect(self, database: str = "postgres", **options):
+        import psycopg
+
+        return psycopg.connect(self.url(database), connect_timeout=5, **options)
+
+    def create_database(self, prefix: str = "test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        from psycopg import sql
+
+        with self.connect(autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return name
+
+    def environment(self, database: str) -> dict[str, str]:
+        """What deploy/dagster.yaml reads to reach ``database`` on this server."""
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_DB": database,
+            "DAGSTER_PG_USERNAME": self.user,
+            "DAGSTER_PG_PASSWORD": self.password,
+        }
+
+
+@contextmanager
+def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
+    """A new PostgreSQL cluster (``initdb``) served by ``postgres`` on a free port, its Unix socket in the
+    cluster's folder; stopped (fast shutdown, then kill) and deleted on exit. The cluster lives in a folder of
+    its own under the system's temporary folder rather than pytest's, which only root may enter when the
+    server runs as another user."""
+    account = pwd.getpwnam(POSTGRES_USER_WHEN_ROOT) if os.geteuid() == 0 else None
+    as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
+    root = Path(tempfile.mkdtemp(prefix="mlplatform-pg-"))
+    try:
+        if account:
+            os.chown(root, account.pw_uid, account.pw_gid)
+        server = PostgresServer(port=0, user="mlplatform", password=secrets.token_urlsafe(16), log_path=root / "log")
+        password_file = root / "password"
+        password_file.write_text(server.password)
+        if account:
+            os.chown(password_file, account.pw_uid, account.pw_gid)
+        initdb = [str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", server.user, "--auth=scram-sha-256"]
+        initdb += [f"--pwfile={password_file}", "--encoding=UTF8", "--locale=C", "--no-sync"]
+        done = subprocess.run(initdb, capture_output=True, text=True, stdin=subprocess.DEVNULL, **as_user)
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb exited {done.returncode}:\n{done.stdout}{done.stderr}")
+        password_file.unlink()
+        with server.log_path.open("ab") as log:
+            process, port = _serve_on_a_free_port(
+                "postgres",
+                lambda port: subprocess.Popen(
+                    [str(bin_dir / "postgres"), "-D", str(root / "data"), "-p", str(port), "-h", server.host]
+                    + ["-k", str(root), "-c", "fsync=off", "-c", "max_connections=200"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    **as_user,
+                ),
+                lambda port: _answers_sql(replace(server, port=port)),
+                POSTGRES_START_SECONDS,
+                server.log_path,
             )
-    raise RuntimeError(f"moto's server exited with code {process.returncode} while starting; see {log_path}")
+            try:
+                yield replace(server, port=port)
+            finally:  # SIGINT is PostgreSQL's fast shutdown: it ends the clients' sessions, then stops
+                _stop(process, signal.SIGINT, POSTGRES_STOP_SECONDS)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _answers_sql(server: PostgresServer) -> bool:
+    import psycopg
+
+    try:
+        with server.connect() as connection:
+            connection.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,11 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# Where Debian's postgresql package puts the server's programs (not on PATH): /usr/lib/postgresql/<major>/bin.
+DEBIAN_POSTGRES_BIN = Path("/usr/lib/postgresql")
+POSTGRES_PROGRAMS = ("initdb", "postgres")
 
 
 class MissingSystemPackage(RuntimeError):
@@ -29,6 +34,33 @@ def ensure_debian_packages(packages: Sequence[str], *, commands: Mapping[str, st
     if still_missing:
         raise MissingSystemPackage(f"apt-get installed {missing} but these commands are still missing: {still_missing}")
     return {package: path for package, path in found.items() if path is not None}
+
+
+def postgres_bin_dir() -> Path:
+    """The folder holding PostgreSQL's ``initdb`` and ``postgres``: on PATH, else Debian's newest
+    /usr/lib/postgresql/<major>/bin, else after installing Debian's ``postgresql`` with apt-get."""
+    found = _postgres_bin_dir()
+    if found is None:
+        _apt_get_install(["postgresql"])
+        found = _postgres_bin_dir()
+    if found is None:
+        raise MissingSystemPackage(
+            f"apt-get installed postgresql but neither PATH nor {DEBIAN_POSTGRES_BIN}/*/bin has {POSTGRES_PROGRAMS}"
+        )
+    return found
+
+
+def _postgres_bin_dir() -> Path | None:
+    on_path = shutil.which("initdb")
+    candidates = [Path(on_path).resolve().parent] if on_path else []
+    versions = DEBIAN_POSTGRES_BIN.glob("*/bin") if DEBIAN_POSTGRES_BIN.is_dir() else []
+    candidates += sorted(versions, key=lambda folder: int(folder.parent.name) if folder.parent.name.isdigit() else 0)[
+        ::-1
+    ]
+    for folder in candidates:
+        if all(os.access(folder / program, os.X_OK) for program in POSTGRES_PROGRAMS):
+            return folder
+    return None
 
 
 def _apt_get_install(packages: Sequence[str]) -> None:

@@ -151,6 +151,10 @@ def test_a_broken_spec_fails_loading_loudly_naming_the_field(tmp_path) -> None:
         ({"MLPLATFORM_EXECUTOR": "threads"}, "MLPLATFORM_EXECUTOR='threads'"),
         ({"MLPLATFORM_S3_SSE": "aws:fsx"}, "MLPLATFORM_S3_SSE='aws:fsx': use 'AES256' or 'aws:kms'"),
         ({"MLPLATFORM_S3_KMS_KEY_ID": "key-1"}, "MLPLATFORM_S3_KMS_KEY_ID is set but MLPLATFORM_S3_SSE='AES256'"),
+        (
+            {"MLPLATFORM_DAGSTER_CONFIG": "no/such/dagster.yaml"},
+            "MLPLATFORM_DAGSTER_CONFIG='no/such/dagster.yaml': no such",
+        ),
     ],
 )
 def test_bad_settings_are_named(environ: dict, message: str) -> None:
