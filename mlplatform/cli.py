@@ -152,10 +152,15 @@ def _settings(home: Path | None, spec: Path | None):
     return settings
 
 
-@contextlib.contextmanager
 def instance(settings):
     """The project's Dagster instance, open for a block: SQLite under the home folder, configured by its
-    dagster.yaml; disposed of on the way out.
+    dagster.yaml; disposed of on the way out."""
+    return opened_instance(settings.dagster_home)
+
+
+@contextlib.contextmanager
+def opened_instance(folder: Path):
+    """The Dagster instance configured in ``folder`` (its dagster.yaml), open for a block, then disposed of.
 
     Not ``with DagsterInstance(...)``: in Dagster 1.13 its ``__enter__`` sets the process's current definitions
     state storage (a context variable holding a weak reference to the instance) and its ``__exit__`` never
@@ -164,7 +169,7 @@ def instance(settings):
     definitions state, so nothing needs that storage set."""
     import dagster as dg
 
-    opened = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    opened = dg.DagsterInstance.from_config(str(folder))
     try:
         yield opened
     finally:

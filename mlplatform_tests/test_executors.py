@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from mlplatform.cli import opened_instance
 from mlplatform.lib.registry.registry import Registry
 from mlplatform.resources.model_store import BentoMLStore
 from mlplatform_tests.conftest import BENTOML_HOME, EXAMPLE_CSV
@@ -54,8 +55,9 @@ def environment(home: Path, spec: Path, **settings: str) -> dict[str, str]:
     }
 
 
-def instance_of(home: Path) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(home / "dagster"))
+def instance_of(home: Path):
+    """The home's instance, open for a block (not ``with DagsterInstance``: see mlplatform.cli.opened_instance)."""
+    return opened_instance(home / "dagster")
 
 
 def step_events(

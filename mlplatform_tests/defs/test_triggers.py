@@ -17,7 +17,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlplatform.cli import instance_config
+from mlplatform.cli import instance_config, opened_instance
 from mlplatform.definitions import INGEST_BATCH, TRAIN_AND_EVALUATE, build_definitions
 from mlplatform.defs.automation import REASON_TAG
 from mlplatform.defs.automation.triggers import (
@@ -44,21 +44,15 @@ ON = {"new_data": True, "retrain": True, "cooldown_minutes": 30}
 NO_PROFILE = {"profile": {"enabled": False}}
 
 
-def project_instance(folder: Path) -> dg.DagsterInstance:
-    """A persistent instance configured by the project's dagster.yaml, as `mlplatform dev` sets one up (sensor
-    contexts refuse an ephemeral one)."""
-    folder.mkdir(parents=True)
-    shutil.copyfile(instance_config(), folder / "dagster.yaml")
-    return dg.DagsterInstance.from_config(str(folder))
-
-
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    opened = project_instance(tmp_path / "dagster")  # not `with`: see mlplatform.cli.instance
-    try:
+    """A persistent instance configured by the project's dagster.yaml, as `mlplatform dev` sets one up (sensor
+    contexts refuse an ephemeral one)."""
+    folder = tmp_path / "dagster"
+    folder.mkdir(parents=True)
+    shutil.copyfile(instance_config(), folder / "dagster.yaml")
+    with opened_instance(folder) as opened:
         yield opened
-    finally:
-        opened.dispose()
 
 
 @pytest.fixture
