@@ -182,3 +182,27 @@ def materialized_run(dagster_ui: DagsterServers) -> str:
     run_id = launch_materialize_all(dagster_ui, tags={"mlplatform/launched_by": "pytest"})
     wait_for_run(dagster_ui, run_id)
     return run_id
+
+
+# The machine's local cluster (see mlplatform_tests/cluster.py): brought up once for the `cluster` tier and
+# down at the end of the session, when the session brought it up.
+from mlplatform_tests.cluster import local_cluster, local_cluster_script  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cluster_environment() -> Iterator[dict[str, str]]:
+    """The cluster's export lines (KUBECONFIG, DOCKER_HOST, MLPLATFORM_REGISTRY, MLPLATFORM_HOST_FROM_PODS...).
+    A user points the tier at kind or EKS by setting MLPLATFORM_LOCAL_CLUSTER to a script that prints theirs."""
+    if local_cluster_script() is None:  # a machine without the workplace's cluster script cannot run these
+        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Docker engine or Kubernetes")
+    with local_cluster() as environment:
+        yield environment
+
+
+@pytest.fixture
+def cluster(cluster_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The cluster's environment, set in this process for the test (docker, kubectl and the kubernetes client
+    read it from there)."""
+    for name, value in cluster_environment.items():
+        monkeypatch.setenv(name, value)
+    return cluster_environment

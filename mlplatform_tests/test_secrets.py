@@ -11,7 +11,6 @@ import dagster as dg
 import pytest
 
 from mlplatform_tests import secrets
-from mlplatform_tests.cluster import local_cluster, local_cluster_script
 
 PLANTED = {"token": "planted-secret-7f3a9c"}
 
@@ -57,27 +56,16 @@ def test_a_secret_in_asset_metadata_is_found_in_the_event_log() -> None:
 
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_a_secret_in_an_image_layer_is_found(tmp_path) -> None:
-    if local_cluster_script() is None:
-        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Docker engine")
+def test_a_secret_in_an_image_layer_is_found(cluster: dict[str, str], tmp_path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\nRUN echo hello > /etc/clean\nCOPY leak /opt/leak\n")
     (tmp_path / "leak").write_text(f"TOKEN={PLANTED['token']}\n")
-    with local_cluster() as environment:
-        reference = f"{environment['MLPLATFORM_REGISTRY']}/secret-scan-test:1"
-        env = {"PATH": environment["PATH"], "DOCKER_HOST": environment["DOCKER_HOST"], "DOCKER_BUILDKIT": "0"}
-        subprocess.run(
-            ["docker", "build", "--network=host", "-t", reference, str(tmp_path)],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        try:
-            with pytest.MonkeyPatch.context() as patch:
-                for name, value in env.items():
-                    patch.setenv(name, value)
-                found = secrets.in_image(reference, PLANTED)
-                assert secrets.in_image(reference, {"other": "never-written-anywhere"}) == []
-        finally:
-            subprocess.run(["docker", "rmi", reference], env=env, capture_output=True)
+    reference = f"{cluster['MLPLATFORM_REGISTRY']}/secret-scan-test:1"
+    build = ["docker", "build", "--network=host", "-t", reference, str(tmp_path)]
+    subprocess.run(build, check=True, capture_output=True)
+    try:
+        found = secrets.in_image(reference, PLANTED)
+        assert secrets.in_image(reference, {"other": "never-written-anywhere"}) == []
+    finally:
+        subprocess.run(["docker", "rmi", reference], capture_output=True)
 
     assert len(found) == 1 and found[0].endswith("opt/leak: token"), found

@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from mlplatform.lib.serving.serving import request_rows
 from mlplatform.resources import docker
-from mlplatform_tests.cluster import local_cluster, local_cluster_script
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.conftest import TOKEN
 from mlplatform_tests.serving.models import SavedModel
@@ -29,16 +27,6 @@ def test_without_a_docker_cli_no_image_is_built(tmp_path, monkeypatch: pytest.Mo
 
 def test_image_references_are_named_after_the_bento() -> None:
     assert docker.image_reference("127.0.0.1:15000/", "predictor:abc123") == "127.0.0.1:15000/predictor:abc123"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[dict[str, str]]:
-    if local_cluster_script() is None:  # a machine without the workplace's cluster script cannot run these
-        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Docker engine to build with")
-    with local_cluster() as environment, pytest.MonkeyPatch.context() as patch:
-        for name, value in environment.items():
-            patch.setenv(name, value)
-        yield environment
 
 
 @pytest.mark.slow
