@@ -12,8 +12,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -25,6 +25,10 @@ from mlplatform.lib.serving.serving import pinned_tag
 
 START_SECONDS = 120
 STOP_SECONDS = 30
+# What `bentoml serve` dies of when another process took one of the two control ports its process manager
+# (circus) reserved and released a moment before binding them: the ports are BentoML's choice, not ours, so a
+# server that exits with this is started once more.
+CONTROL_PORT_RACE = ("ZMQError", "Address already in use")
 
 
 class BentoError(RuntimeError):
@@ -100,11 +104,17 @@ class LocalServer:
     process: subprocess.Popen
     url: str
     log_path: Path
+    relaunch: Callable[[], subprocess.Popen] | None = field(default=None, repr=False)  # once, on the port race
+    log_offset: int = 0  # where this process's lines begin in the log
 
     def wait_ready(self, timeout: float = START_SECONDS) -> LocalServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if self.relaunch is not None and all(part in self._own_log() for part in CONTROL_PORT_RACE):
+                    self.log_offset = self._log_size()
+                    self.process, self.relaunch = self.relaunch(), None
+                    continue
                 raise BentoError(f"bentoml serve exited with code {self.process.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
@@ -121,6 +131,14 @@ class LocalServer:
 
     def log_tail(self) -> str:
         return _tail(self.log_path.read_text(errors="replace")) if self.log_path.exists() else "(no log)"
+
+    def _own_log(self) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
+
+    def _log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
 
     def __enter__(self) -> LocalServer:
         return self
@@ -146,17 +164,21 @@ def serve(
     for key, value in (arguments or {}).items():
         command += ["--arg", f"{key}={value}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=working_dir,
-            env=bentoml_environment(bentoml_home, environment),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return LocalServer(process, f"http://{host}:{port}", log_path)
+
+    def launch() -> subprocess.Popen:
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                command,
+                cwd=working_dir,
+                env=bentoml_environment(bentoml_home, environment),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    return LocalServer(launch(), f"http://{host}:{port}", log_path, relaunch=launch, log_offset=offset)
 
 
 def stop_server(pid: int, timeout: float = STOP_SECONDS) -> None:
