@@ -42,7 +42,9 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 logging.getLogger(guard.BENTOML_REQUEST_LOGGER).addFilter(guard.OneLineRefusals())
 
 # prometheus_client directly (bentoml.metrics is deprecated): `bentoml serve` starts its workers with
-# PROMETHEUS_MULTIPROC_DIR set, so these write to the files /metrics reads, beside BentoML's own metrics.
+# PROMETHEUS_MULTIPROC_DIR set, which guard.own_metrics_folder makes this server's own (not every server's of
+# the BentoML home), so these write to the files /metrics reads (guard.RequestMetrics).
+guard.own_metrics_folder()
 PREDICTED_ROWS = prometheus_client.Counter(
     name="mlplatform_predictions",
     documentation="Rows predicted, by model version and endpoint",

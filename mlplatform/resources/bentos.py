@@ -29,6 +29,9 @@ STOP_SECONDS = 30
 # (circus) reserved and released a moment before binding them: the ports are BentoML's choice, not ours, so a
 # server that exits with this is started once more.
 CONTROL_PORT_RACE = ("ZMQError", "Address already in use")
+# A server's log is rotated past this size, keeping this many older files (mlplatform.lib.log_relay)
+LOG_MAX_BYTES = 16 * 1024 * 1024
+LOG_BACKUPS = 3
 
 
 class BentoError(RuntimeError):
@@ -166,16 +169,26 @@ def serve(
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
     def launch() -> subprocess.Popen:
-        with log_path.open("ab") as log:
+        # The server's output goes through a relay that rotates the log by size; the relay ends when the server
+        # and its workers have all exited (the end of its input), so stopping the server stops it.
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "mlplatform.lib.log_relay", str(log_path), str(LOG_MAX_BYTES), str(LOG_BACKUPS)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
             return subprocess.Popen(
                 command,
                 cwd=working_dir,
                 env=bentoml_environment(bentoml_home, environment),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=relay.stdin,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        finally:
+            relay.stdin.close()
 
     offset = log_path.stat().st_size if log_path.exists() else 0
     return LocalServer(launch(), f"http://{host}:{port}", log_path, relaunch=launch, log_offset=offset)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
@@ -223,3 +224,21 @@ def test_the_service_logs_json_lines_with_its_model_tag(served_bento: ServedBent
     assert started["logger"] == "mlplatform.predictor" and started["level"] == "INFO"
     assert started["model_tag"] == penguins_model.tag  # the bento's own version, not MLPLATFORM_MODEL_TAG
     assert TOKEN not in "\n".join(lines)
+
+
+def test_another_server_of_the_same_home_leaves_this_one_s_metrics(
+    served_bento: ServedBento, penguins_model: SavedModel, bento_tag: str, tmp_path: Path
+) -> None:
+    """`bentoml serve` empties the BentoML home's metrics folder when it starts: each server keeps its own."""
+    assert post(served_bento, "/predict", request_rows(penguins_model.holdout, penguins_model.schema)[0]).is_success
+
+    def predicted() -> float:
+        metrics = httpx.get(served_bento.url + "/metrics", timeout=30).text
+        found = re.search(r'mlplatform_predictions_total\{endpoint="predict",model_tag="[^"]+"\} (\S+)', metrics)
+        return float(found.group(1)) if found else 0.0
+
+    before = predicted()
+    with serve_bento(bento_tag, tmp_path, MLPLATFORM_API_TOKEN="") as other, pytest.raises(bentos.BentoError):
+        other.wait_ready()  # it exits (no token), after BentoML emptied the home's metrics folder
+
+    assert before >= 1 and predicted() == before

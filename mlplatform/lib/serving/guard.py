@@ -17,10 +17,13 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import prometheus_client
+import psutil
 from prometheus_client import multiprocess
 
 OTHER_PATHS = "other"  # the one endpoint label of every path the service does not serve
@@ -45,6 +48,38 @@ async def send_json(send, status: int, error: str, detail: object, headers: Iter
     start, body = json_response(status, error, detail, headers)
     await send(start)
     await send(body)
+
+
+def own_metrics_folder() -> Path | None:
+    """Point this worker's multiprocess metrics at a folder of its server's own, and return it (None outside a
+    ``bentoml serve`` worker); call it before the first metric is created.
+
+    ``bentoml serve`` gives its workers ``<BENTOML_HOME>/prometheus_multiproc_dir``, the same folder for every
+    server of that home, and empties it when a server starts: a second server (a replacement being tried, a
+    test's) would wipe the first one's metrics for good. Each server gets ``<that folder>-per-server/<pid>-<start>``
+    instead (its workers are its children); the folders of servers no longer running are removed."""
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not shared:
+        return None
+    root = Path(shared).with_name(Path(shared).name + "-per-server")
+    server = psutil.Process(os.getppid())
+    own = root / _server_folder_name(server.pid, server.create_time())
+    own.mkdir(parents=True, exist_ok=True)
+    for other in root.iterdir():
+        pid, _, _ = other.name.partition("-")
+        try:
+            running = psutil.Process(int(pid))
+            alive = other.name == _server_folder_name(running.pid, running.create_time())
+        except (ValueError, psutil.Error):
+            alive = False
+        if not alive:
+            shutil.rmtree(other, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(own)
+    return own
+
+
+def _server_folder_name(pid: int, create_time: float) -> str:
+    return f"{pid}-{round(create_time * 1000)}"  # the start time: a reused pid is another server
 
 
 def metrics_page() -> bytes:
