@@ -4,6 +4,8 @@ Dagster bento asset and the local deployment call these; so do the serving tests
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -72,7 +74,10 @@ def build(model_tag: str, *, bentoml_home: str | Path, service_dir: Path | None 
 
     The bento is self-contained: its source holds a copy of the ``mlplatform`` package (the feature code the
     model was trained with), and its requirements pin the versions installed here, so ``bentoml serve`` of an
-    old bento runs the code it was built with and ``bentoml containerize`` needs nothing from this checkout."""
+    old bento runs the code it was built with and ``bentoml containerize`` needs nothing from this checkout.
+
+    Its version is a hash of all that (the source, the requirements, the model tag): a bento already in the
+    home for the same model and code is reused, not built again (``mlplatform serve`` after a crash)."""
     service_dir = service_dir or project_file("bentos", "predictor")
     with tempfile.TemporaryDirectory(prefix="mlplatform-bento-") as folder:
         context = Path(folder)
@@ -85,8 +90,12 @@ def build(model_tag: str, *, bentoml_home: str | Path, service_dir: Path | None 
         bentofile["include"] = [*bentofile.get("include", []), "mlplatform/**/*.py", "mlplatform/**/*.yaml"]
         bentofile.setdefault("python", {})["packages"] = serving_requirements()
         (context / "bentofile.yaml").write_text(yaml.safe_dump(bentofile, sort_keys=False))
+        version = _content_version(context, pinned_tag(model_tag))
+        existing = _stored_bento(version, bentoml_home)
+        if existing is not None:
+            return existing
         done = subprocess.run(
-            [sys.executable, "-m", "bentoml", "build", str(context), "--output", "tag"]
+            [sys.executable, "-m", "bentoml", "build", str(context), "--output", "tag", "--version", version]
             + ["--arg", f"model_tag={pinned_tag(model_tag)}"],
             cwd=context,
             env=bentoml_environment(bentoml_home),
@@ -98,6 +107,30 @@ def build(model_tag: str, *, bentoml_home: str | Path, service_dir: Path | None 
     if done.returncode != 0 or not tags:
         raise BentoError(f"bentoml build of {service_dir} for {model_tag} failed:\n{_tail(done.stderr + done.stdout)}")
     return tags[-1]
+
+
+def _content_version(context: Path, model_tag: str) -> str:
+    """A bento version naming what goes into it: every file of the build context, and the model version."""
+    digest = hashlib.sha256(model_tag.encode())
+    for path in sorted(context.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes())
+    return "c" + digest.hexdigest()[:24]
+
+
+def _stored_bento(version: str, bentoml_home: str | Path) -> str | None:
+    """The tag of the bento of this version in the home's store, if there is one."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", "list", "--output", "json"],
+        env={**bentoml_environment(bentoml_home), "COLUMNS": "10000"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise BentoError(f"bentoml list in {bentoml_home} failed:\n{_tail(done.stderr + done.stdout)}")
+    tags = [bento["tag"] for bento in json.loads(done.stdout or "[]")]
+    return next((tag for tag in tags if tag.endswith(f":{version}")), None)
 
 
 @dataclass
