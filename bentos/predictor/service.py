@@ -89,8 +89,9 @@ LOG_DROPPED_ROWS = prometheus_client.Counter(
 
 
 @bentoml.service(
-    # One process (one copy of the model) per pod: micro-batching absorbs concurrency, replicas add cores.
-    workers=1,
+    # Two processes where there are two cores (MLPLATFORM_SERVE_WORKERS): each micro-batches its own requests,
+    # and when one dies (kill -9, out of memory) the other answers while the process manager restarts it.
+    workers=SETTINGS.workers,
     traffic={"timeout": 60},
     # An access log line costs as much of the worker's CPU as a micro-batched prediction (bench/README.md,
     # "What made the difference"); /metrics counts requests, the prediction log records each one.
