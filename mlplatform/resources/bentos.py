@@ -31,6 +31,8 @@ STOP_SECONDS = 30
 # (circus) reserved and released a moment before binding them: the ports are BentoML's choice, not ours, so a
 # server that exits with this is started once more.
 CONTROL_PORT_RACE = ("ZMQError", "Address already in use")
+# An idle keep-alive connection is closed after this long (uvicorn's default, stated here on purpose)
+KEEP_ALIVE_SECONDS = 5
 # A server's log is rotated past this size, keeping this many older files (mlplatform.lib.log_relay)
 LOG_MAX_BYTES = 16 * 1024 * 1024
 LOG_BACKUPS = 3
@@ -197,6 +199,7 @@ def serve(
     """Start ``bentoml serve TARGET`` (a bento tag, or ``service:Predictor`` in ``working_dir``) in a session
     of its own, so that a terminal's signals do not reach it; call ``wait_ready`` before sending requests."""
     command = [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port)]
+    command += ["--timeout-keep-alive", str(KEEP_ALIVE_SECONDS)]
     for key, value in (arguments or {}).items():
         command += ["--arg", f"{key}={value}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,11 @@ run that started it, replaced when a new bento arrives.
 
 The running server is described by ``<folder>/server.json`` (process id and start time, so a reused pid is
 never mistaken for it, bento, model, URL, log). When that file is gone (the home folder deleted under a running
-server), the server is found from its port: the ``bentoml serve`` process whose command line listens there. A replacement stops the running server, starts the new bento
-on the same port and waits for /readyz; when the new one does not come up, the previous bento is started
-again, so the last good model keeps serving, and the error quotes the new server's log."""
+server), the server is found from its port: the ``bentoml serve`` process whose command line listens there.
+
+A replacement stops the running server, starts the new bento on the same port and waits for /readyz; when the
+new one does not come up, the previous bento is started again, so the last good model keeps serving, and the
+error quotes the new server's log."""
 
 from __future__ import annotations
 

@@ -353,3 +353,14 @@ def test_a_stalled_body_is_408_and_a_full_queue_503_with_retry_after(
     assert {r.headers["Retry-After"] for r in overloaded} == {"1"}
     count = re.search(r'mlplatform_refused_requests_total\{[^}]*reason="overloaded"\} (\S+)', metrics)
     assert count is not None and float(count.group(1)) == len(overloaded)
+
+
+def test_an_idle_keep_alive_connection_is_closed_by_the_server(served_bento: ServedBento) -> None:
+    host, port = served_bento.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")  # HTTP/1.1: keep-alive unless closed
+        received = b""
+        while chunk := connection.recv(4096):  # until the server closes it (after 5 s idle), well before 60 s
+            received += chunk
+
+    assert received.startswith(b"HTTP/1.1 200 ") and received.count(b"HTTP/1.1") == 1
