@@ -142,8 +142,10 @@ class LocalServer:
     process: subprocess.Popen
     url: str
     log_path: Path
-    relaunch: Callable[[], subprocess.Popen] | None = field(default=None, repr=False)  # once, on the port race
+    # starts the same server again (with its log relay): used once, when the first start lost the port race
+    relaunch: Callable[[], tuple[subprocess.Popen, subprocess.Popen | None]] | None = field(default=None, repr=False)
     log_offset: int = 0  # where this process's lines begin in the log
+    relay: subprocess.Popen | None = field(default=None, repr=False)  # the log's writer (log_relay)
 
     def wait_ready(self, timeout: float = START_SECONDS) -> LocalServer:
         deadline = time.monotonic() + timeout
@@ -151,7 +153,8 @@ class LocalServer:
             if self.process.poll() is not None:
                 if self.relaunch is not None and all(part in self._own_log() for part in CONTROL_PORT_RACE):
                     self.log_offset = self._log_size()
-                    self.process, self.relaunch = self.relaunch(), None
+                    self.process, self.relay = self.relaunch()
+                    self.relaunch = None
                     continue
                 raise BentoError(f"bentoml serve exited with code {self.process.returncode}:\n{self.log_tail()}")
             try:
@@ -166,6 +169,8 @@ class LocalServer:
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         stop_server(self.process.pid, timeout)
         self.process.poll()  # psutil reaped it; let Popen know
+        if self.relay is not None:
+            self.relay.wait(timeout)  # its input ended with the server: it writes the last lines and exits
 
     def log_tail(self) -> str:
         return _tail(self.log_path.read_text(errors="replace")) if self.log_path.exists() else "(no log)"
@@ -204,7 +209,7 @@ def serve(
         command += ["--arg", f"{key}={value}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    def launch() -> subprocess.Popen:
+    def launch() -> tuple[subprocess.Popen, subprocess.Popen]:
         # The server's output goes through a relay that rotates the log by size; the relay ends when the server
         # and its workers have all exited (the end of its input), so stopping the server stops it.
         relay = subprocess.Popen(
@@ -214,7 +219,7 @@ def serve(
             start_new_session=True,
         )
         try:
-            return subprocess.Popen(
+            server = subprocess.Popen(
                 command,
                 cwd=working_dir,
                 env=bentoml_environment(bentoml_home, environment),
@@ -225,9 +230,11 @@ def serve(
             )
         finally:
             relay.stdin.close()
+        return server, relay
 
     offset = log_path.stat().st_size if log_path.exists() else 0
-    return LocalServer(launch(), f"http://{host}:{port}", log_path, relaunch=launch, log_offset=offset)
+    server, relay = launch()
+    return LocalServer(server, f"http://{host}:{port}", log_path, relaunch=launch, log_offset=offset, relay=relay)
 
 
 def stop_server(pid: int, timeout: float = STOP_SECONDS) -> None:

@@ -41,9 +41,9 @@ def test_a_server_is_started_again_once_and_only_on_the_control_port_race(
 ) -> None:
     starts: list[str] = []
 
-    def relaunch() -> subprocess.Popen:
+    def relaunch() -> tuple[subprocess.Popen, None]:
         starts.append("again")
-        return exits_with("zmq.error.ZMQError: Address already in use, again", tmp_path)
+        return exits_with("zmq.error.ZMQError: Address already in use, again", tmp_path), None
 
     server = LocalServer(exits_with(first, tmp_path), "http://127.0.0.1:9", tmp_path / "server.log", relaunch=relaunch)
 
