@@ -198,7 +198,7 @@ class ServingSettings:
     body_seconds: float = 10.0
     # worker processes of the server, each with its own copy of the model: two where there are two cores, so
     # that a worker's crash leaves one answering while the process manager starts it again
-    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    workers: int = field(default_factory=lambda: default_workers())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServingSettings:
@@ -215,7 +215,7 @@ class ServingSettings:
             model_tag=environ.get("MLPLATFORM_MODEL_TAG") or None,
             max_queued_rows=_positive(environ, "MLPLATFORM_MAX_QUEUED_ROWS", cls.max_queued_rows, int),
             body_seconds=_positive(environ, "MLPLATFORM_BODY_SECONDS", cls.body_seconds, float),
-            workers=_positive(environ, "MLPLATFORM_SERVE_WORKERS", min(2, os.cpu_count() or 1), int),
+            workers=_positive(environ, "MLPLATFORM_SERVE_WORKERS", default_workers(), int),
         )
 
     def require_token(self) -> str | None:
@@ -242,3 +242,10 @@ def _positive(environ: Mapping[str, str], name: str, default, kind: type):
     if value is None or not value > 0 or value != value or value == float("inf"):
         raise SettingsError(f"{name}={raw!r}: use a positive {kind.__name__}")
     return value
+
+
+def default_workers() -> int:
+    """Two serving workers where the process may use two cores (its affinity and cgroup quota), else one."""
+    from mlplatform.lib.training.threads import usable_cores  # here: the training package imports scikit-learn
+
+    return min(2, usable_cores())
