@@ -17,6 +17,7 @@ from mlplatform.lib.serving import serving
 from mlplatform.lib.serving.prediction_log import read_prediction_log
 from mlplatform.lib.serving.serving import request_rows
 from mlplatform.resources import bentos
+from mlplatform.settings import ServingSettings
 from mlplatform_tests.serving.conftest import TOKEN, ServedBento, serve_bento
 from mlplatform_tests.serving.models import SavedModel
 
@@ -220,9 +221,11 @@ def test_the_service_logs_json_lines_with_its_model_tag(served_bento: ServedBent
     lines = served_bento.server.log_path.read_text(errors="replace").splitlines()
     ours = [json.loads(line) for line in lines if line.startswith('{"time"')]
 
-    [started] = [line for line in ours if line["message"].startswith("serving ")]
-    assert started["logger"] == "mlplatform.predictor" and started["level"] == "INFO"
-    assert started["model_tag"] == penguins_model.tag  # the bento's own version, not MLPLATFORM_MODEL_TAG
+    started = [line for line in ours if line["message"].startswith("serving ")]  # one line per worker
+    assert len(started) == ServingSettings.from_env({}).workers
+    assert {(line["logger"], line["level"]) for line in started} == {("mlplatform.predictor", "INFO")}
+    # the bento's own version, not MLPLATFORM_MODEL_TAG
+    assert {line["model_tag"] for line in started} == {penguins_model.tag}
     assert TOKEN not in "\n".join(lines)
 
 
