@@ -241,6 +241,7 @@ Predictor.add_asgi_middleware(
     guard.RequestMetrics,
     known_paths={*API_PATHS, *auth.OPEN_PATHS},
     observe=count_request,
+    logger=logger,
 )
 Predictor.add_asgi_middleware(auth.BearerTokenAuth, token=SETTINGS.api_token, required=SETTINGS.auth == "token")
 Predictor.add_asgi_middleware(

@@ -97,7 +97,8 @@ class RequestMetrics:
     endpoint and status. A path the service does not serve is counted as ``endpoint="other"``, so a client
     cannot add series (and multiprocess files) by inventing paths, whether or not it holds a token.
 
-    ``observe(endpoint, status, seconds)`` records one answered request."""
+    ``observe(endpoint, status, seconds)`` records one answered request. A 401 (refused by the token check, which
+    logs nothing itself) is one INFO line to ``logger``, naming the method and the endpoint label, not the path."""
 
     def __init__(
         self,
@@ -105,11 +106,13 @@ class RequestMetrics:
         *,
         known_paths: Iterable[str],
         observe: Callable[[str, int, float], None],
+        logger: logging.Logger | None = None,
         metrics_path: str = "/metrics",
     ) -> None:
         self.app = app
         self.known_paths = frozenset(known_paths)
         self.observe = observe
+        self.logger = logger
         self.metrics_path = metrics_path
 
     async def __call__(self, scope, receive, send) -> None:
@@ -144,6 +147,8 @@ class RequestMetrics:
             await self.app(scope, receive, counted_send)
         finally:
             self.observe(endpoint, status, time.perf_counter() - started)
+            if status == 401 and self.logger is not None:
+                self.logger.info("refused %s %s: 401 unauthorized", scope["method"][:10], endpoint)
 
 
 class JsonBodies:
