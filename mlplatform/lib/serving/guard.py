@@ -29,25 +29,12 @@ from prometheus_client import multiprocess
 OTHER_PATHS = "other"  # the one endpoint label of every path the service does not serve
 
 
-def json_response(status: int, error: str, detail: object, headers: Iterable[tuple[bytes, bytes]] = ()) -> tuple:
-    """An ASGI response start and body for a JSON error answer."""
-    body = json.dumps({"error": error, "detail": detail}).encode()
-    start = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *headers,
-        ],
-    }
-    return start, {"type": "http.response.body", "body": body}
-
-
 async def send_json(send, status: int, error: str, detail: object, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    start, body = json_response(status, error, detail, headers)
-    await send(start)
-    await send(body)
+    """Answer with a JSON error, ``{"error": ..., "detail": ...}``, through an ASGI ``send``."""
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    content = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*content, *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def own_metrics_folder() -> Path | None:
