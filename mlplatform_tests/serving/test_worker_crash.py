@@ -35,7 +35,7 @@ def workers_of(server_pid: int) -> list[psutil.Process]:
 def stalled_request(url: str) -> socket.socket:
     """A prediction whose body never finishes: held by whichever worker accepted it."""
     host, port = url.removeprefix("http://").split(":")
-    connection = socket.create_connection((host, int(port)), timeout=30)
+    connection = socket.create_connection((host, int(port)), timeout=60)
     connection.sendall(
         f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
         "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode()
@@ -47,7 +47,8 @@ def test_a_killed_worker_loses_no_logged_prediction_and_holds_no_request(
     bento_tag: str, penguins_model: SavedModel, tmp_path: Path
 ) -> None:
     rows = request_rows(penguins_model.holdout, penguins_model.schema)
-    with serve_bento(bento_tag, tmp_path, MLPLATFORM_API_TOKEN=TOKEN, MLPLATFORM_SERVE_WORKERS="2") as server:
+    environment = {"MLPLATFORM_API_TOKEN": TOKEN, "MLPLATFORM_SERVE_WORKERS": "2", "MLPLATFORM_BODY_SECONDS": "20"}
+    with serve_bento(bento_tag, tmp_path, **environment) as server:  # 20 s: the kill comes long before
         server.wait_ready()
         workers = workers_of(server.process.pid)
         assert len(workers) == 2
