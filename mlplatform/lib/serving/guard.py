@@ -8,6 +8,7 @@ The contract, as README.md's serving section states it for clients:
 - ``415`` a prediction body that is not ``application/json`` (UTF-8): forms, text and a missing type included;
 - ``413`` a body larger than ``max_body_bytes`` (announced by Content-Length, or read so far);
 - ``408`` a body that does not arrive within ``body_seconds`` of the request's start (a stalled client);
+- ``431`` more than ``MAX_HEADERS`` headers or ``MAX_HEADER_BYTES`` of them, on any path;
 - every refusal a JSON object ``{"error": ..., "detail": ...}`` and one log line without the request's values.
 """
 
@@ -27,6 +28,10 @@ import psutil
 from prometheus_client import multiprocess
 
 OTHER_PATHS = "other"  # the one endpoint label of every path the service does not serve
+# Headers a request may have, in number and in bytes (nginx's default buffers hold 32 KiB): past them, 431. The
+# HTTP server has parsed them by then (BentoML's uvicorn has no such limit): a front proxy must cut them earlier.
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 32 * 1024
 
 
 async def send_json(send, status: int, error: str, detail: object, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
@@ -123,6 +128,14 @@ class RequestMetrics:
         endpoint = scope["path"] if scope["path"] in self.known_paths else OTHER_PATHS
         started = time.perf_counter()
         status = 500  # what the client sees when the application fails before it answers
+        headers = scope["headers"]
+        if len(headers) > MAX_HEADERS or sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES:
+            detail = f"at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all"
+            if self.logger is not None:
+                self.logger.info("refused %s %s: 431 headers too large", scope["method"][:10], endpoint)
+            await send_json(send, 431, "request header fields too large", detail)
+            self.observe(endpoint, 431, time.perf_counter() - started)
+            return
 
         async def counted_send(message) -> None:
             nonlocal status
