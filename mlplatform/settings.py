@@ -192,6 +192,13 @@ class ServingSettings:
     auth: Auth
     prediction_log: Path
     model_tag: str | None = None
+    # rows waiting for the model beyond which a request is refused with 503 (lib/serving/batching.py)
+    max_queued_rows: int = 20_000
+    # seconds a prediction's body may take to arrive before the request is refused with 408 (lib/serving/guard.py)
+    body_seconds: float = 10.0
+    # worker processes of the server, each with its own copy of the model: two where there are two cores, so
+    # that a worker's crash leaves one answering while the process manager starts it again
+    workers: int = field(default_factory=lambda: default_workers())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServingSettings:
@@ -206,6 +213,9 @@ class ServingSettings:
             .expanduser()
             .resolve(),
             model_tag=environ.get("MLPLATFORM_MODEL_TAG") or None,
+            max_queued_rows=_positive(environ, "MLPLATFORM_MAX_QUEUED_ROWS", cls.max_queued_rows, int),
+            body_seconds=_positive(environ, "MLPLATFORM_BODY_SECONDS", cls.body_seconds, float),
+            workers=_positive(environ, "MLPLATFORM_SERVE_WORKERS", default_workers(), int),
         )
 
     def require_token(self) -> str | None:
@@ -218,3 +228,24 @@ class ServingSettings:
                 "(set MLPLATFORM_AUTH=off to run without authentication on purpose)"
             )
         return self.api_token
+
+
+def _positive(environ: Mapping[str, str], name: str, default, kind: type):
+    """A positive number of ``kind`` from the environment, ``default`` when unset; a clear error otherwise."""
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or value != value or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r}: use a positive {kind.__name__}")
+    return value
+
+
+def default_workers() -> int:
+    """Two serving workers where the process may use two cores (its affinity and cgroup quota), else one."""
+    from mlplatform.lib.training.threads import usable_cores  # here: the training package imports scikit-learn
+
+    return min(2, usable_cores())

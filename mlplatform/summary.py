@@ -67,7 +67,7 @@ def serving_lines(instance: dg.DagsterInstance, settings: Settings) -> str:
     elif served:
         token = served["token"]
         reader = f"$(cat {token})" if token != "MLPLATFORM_API_TOKEN" else "$MLPLATFORM_API_TOKEN"
-        lines.append(f"  serving       {served['url']} serves {served['model_tag']} (docs: {served['url']}/docs)")
+        lines.append(f"  serving       {served['url']} serves {served['model_tag']} (docs: {served['url']}/)")
         lines.append(f'                curl -H "Authorization: Bearer {reader}" \\')
         lines.append(f"                  -H 'Content-Type: application/json' {served['url']}/predict \\")
         lines.append(f"                  -d '{served['example_row']}'")

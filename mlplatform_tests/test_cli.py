@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,14 @@ def test_run_serves_the_champion_and_serve_manages_the_server(tmp_path: Path) ->
         token = (tmp_path / "state" / "deployment" / "token").read_text()
         assert httpx.get(f"{url}/readyz").status_code == 200
         assert httpx.post(f"{url}/predict", json={}, headers={"Authorization": f"Bearer {token}"}).status_code == 400
+        bentos = tmp_path / "state" / "bentoml" / "bentos" / "predictor"
+        assert len([path for path in bentos.iterdir() if path.is_dir()]) == 1  # `serve` reused the run's bento
+
+        shutil.rmtree(tmp_path / "state")  # server.json and the token gone: the server is found from its port
+        stopped = mlplatform("serve", "--stop", "--home", "state", cwd=tmp_path, **serving)
+        assert stopped.returncode == 0 and f"{url} stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/readyz")
     finally:
         mlplatform("serve", "--stop", "--home", "state", cwd=tmp_path, **serving)
 

@@ -72,6 +72,9 @@ def test_the_bento_image_is_pushed_and_answers_like_the_pipeline(
         assert answer.json()["model_tag"] == penguins_model.tag
         expected = penguins_model.model.pipeline.predict(penguins_model.inputs).tolist()
         assert [p["prediction"] for p in answer.json()["predictions"]] == expected
+        # the service's metrics, from the folder its workers share inside the container (guard.own_metrics_folder)
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        assert f'mlplatform_predictions_total{{endpoint="predict_batch",model_tag="{penguins_model.tag}"}}' in metrics
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
 

@@ -93,7 +93,7 @@ def local_deployment(
         running,
         metadata={
             "url": dg.MetadataValue.url(running.url),
-            "docs": dg.MetadataValue.url(f"{running.url}/docs"),
+            "docs": dg.MetadataValue.url(f"{running.url}/"),  # BentoML serves its docs at /; /docs is 404
             "model_tag": running.model_tag,
             "bento": running.bento,
             "replaced": previous.model_tag if previous else "",
