@@ -25,7 +25,7 @@ import yaml
 
 from mlplatform.lib.deployment import kubernetes as manifests
 from mlplatform.lib.spec import default_spec_path, load_spec
-from mlplatform_tests.cluster import local_cluster, local_cluster_script
+from mlplatform_tests.cluster import derived_image, local_cluster, local_cluster_script
 from mlplatform_tests.load import LoadLoop
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -202,29 +202,6 @@ def test_a_new_champion_rolls_out_under_load_without_a_failed_request(cluster: C
     assert answers.last_model == second["model_tag"]
 
 
-def broken_image(digest: str, registry: str) -> str:
-    """``digest``'s image with MLPLATFORM_AUTH set to a value the service refuses at start-up: a bento whose
-    pods never get ready. One layer on top, so it builds in a second."""
-    reference = f"{registry}/predictor-unready:{digest.rsplit(':', 1)[1][:12]}"
-    build = subprocess.run(
-        ["docker", "build", "--network=host", "-t", reference, "-"],
-        input=f"FROM {digest}\nENV MLPLATFORM_AUTH=refused-at-start\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert build.returncode == 0, build.stderr
-    push = subprocess.run(["docker", "push", reference], capture_output=True, text=True, timeout=300)
-    assert push.returncode == 0, push.stderr
-    inspected = subprocess.run(
-        ["docker", "image", "inspect", reference, "--format", "{{index .RepoDigests 0}}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return inspected.stdout.strip()
-
-
 def roll_out_under_load(cluster: Cluster, serving: dict, image: str, model_tag: str):
     """``image`` deployed as ``model_tag`` by the adapter, the check being the asset's, under load."""
     from mlplatform.defs.deployment.assets import prediction_check
@@ -242,7 +219,9 @@ def test_a_version_that_never_gets_ready_is_rolled_back_while_the_old_one_answer
     cluster: Cluster, promoted: dict
 ) -> None:
     serving = promoted["second"]
-    unready = broken_image(serving["image_digest"], cluster.environment["MLPLATFORM_REGISTRY"])
+    # a value of MLPLATFORM_AUTH the service refuses at start-up: its pods never get ready
+    registry = cluster.environment["MLPLATFORM_REGISTRY"]
+    unready = derived_image(serving["image_digest"], registry, "predictor-unready", "ENV MLPLATFORM_AUTH=refused")
 
     outcome, answers = roll_out_under_load(cluster, serving, unready, serving["model_tag"])
 
