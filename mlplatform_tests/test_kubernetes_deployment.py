@@ -141,6 +141,7 @@ def test_the_graph_deploys_the_champion_with_two_replicas_answering_through_the_
     assert answer.json()["model_tag"] == champion
     assert predict(deployed["url"], None, row).status_code == 401  # the token from the Secret is required
     assert predict(deployed["url"], "not-the-token", row).status_code == 401
+    assert cluster.token not in json.dumps(deployed)  # neither in the asset's metadata nor in the run's output
 
 
 def test_the_pods_run_as_non_root_on_a_read_only_root_filesystem(cluster: Cluster, deployed: dict) -> None:
@@ -244,6 +245,11 @@ def test_a_version_that_answers_for_another_model_is_rolled_back(cluster: Cluste
 
     assert outcome.rolled_back, outcome
     assert f"answered for {first['model_tag']}, not {serving['model_tag']}" in outcome.reason
+    # caught on the first new pod, on its own address, before the rollout replaced the other old pod
+    early = f"of revision {outcome.failed_revision} failed the smoke prediction as soon as it was ready"
+    assert early in outcome.reason
+    wrong = answers.models[first["model_tag"]]
+    print(f"\n[rollback] {wrong} of {answers.sent} answers came from the wrong version before it was undone")
     assert outcome.serving.image == serving["image_digest"] and outcome.serving.ready_replicas == 2
     assert answers.failures == [], f"{len(answers.failures)} of {answers.sent} failed: {answers.failures[:5]}"
     assert answers.last_model == serving["model_tag"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import urllib3
 from kubernetes import client
@@ -81,11 +81,10 @@ class Outcome:
     rolled_back: bool = False
     reason: str = ""
     failed_revision: int | None = None
-    rollout_seconds: float = 0.0  # from the apply until the new version was ready (or failed)
+    rollout_seconds: float = 0.0  # from the apply until the new version served alone (or failed)
     rollback_seconds: float | None = None  # from the failure until the old version served alone
     watched_requests: int = 0
     failed_requests: int = 0
-    events: list[str] = field(default_factory=list)
 
 
 def as_dict(kubernetes_object: object) -> dict:
@@ -208,16 +207,18 @@ class KubernetesDeployer:
         started = time.monotonic()
         self.apply(deployment)
         name = deployment.name
-        outcome = dict(
-            attempted_model_tag=deployment.model_tag, attempted_image=deployment.image, previous=previous, events=[]
-        )
+        outcome = dict(attempted_model_tag=deployment.model_tag, attempted_image=deployment.image, previous=previous)
         watched = failed = 0
         try:
-            revision = self.wait_for_rollout(name, timeout=timeout)
+            # each new pod asked on its own address as soon as it is ready, when this process is on the pod network
+            # (no service_url given: it reaches the ClusterIP, so the pods too)
+            token = self.token()
+            pod_check = None if self.service_url else (lambda address: check(address, token))
+            revision = self.wait_for_rollout(name, timeout=timeout, pod_check=pod_check)
             rollout_seconds = time.monotonic() - started
             url = self.url(name)
             try:
-                check(url, self.token())
+                check(url, token)
             except Exception as exc:  # noqa: BLE001 - any failure of the check is the reason, and is reported
                 raise RolloutFailed(f"the smoke prediction through the Service {url} failed: {exc}") from None
             watched, failed, last_error = self.watch(url, check, seconds=watch_seconds)
@@ -232,8 +233,7 @@ class KubernetesDeployer:
             return self._roll_back_after(name, previous, failure, started, failed_at, watched, failed, outcome)
         self._forget_rollback_reason(name)
         self._mark(name, revision, None)  # the same template may have failed before; it works now
-        serving = self.current(deployment.project)
-        assert serving is not None and serving.revision == revision
+        serving = self._release(self.apps.read_namespaced_deployment(name, self.namespace))
         return Outcome(
             serving=serving,
             rollout_seconds=rollout_seconds,
@@ -263,10 +263,15 @@ class KubernetesDeployer:
             ) from None
         self._mark(name, failed_revision, failure.reason)
         self.undo(name, to_revision=previous.revision, reason=failure.reason)
-        serving_revision = self.wait_for_rollout(name, timeout=failing.spec.progress_deadline_seconds or 600)
+        try:
+            self.wait_for_rollout(name, timeout=failing.spec.progress_deadline_seconds or 600)
+        except RolloutFailed as again:
+            raise DeployError(
+                f"{failure.reason}; rolling back to revision {previous.revision} ({previous.model_tag}) failed too: "
+                f"{again.reason}"
+            ) from None
         rolled_back = time.monotonic()
         serving = self._release(self.apps.read_namespaced_deployment(name, self.namespace))
-        assert serving.revision == serving_revision
         return Outcome(
             serving=serving,
             rolled_back=True,
@@ -293,12 +298,14 @@ class KubernetesDeployer:
             time.sleep(WATCH_INTERVAL_SECONDS)
         return sent, failed, last
 
-    def wait_for_rollout(self, name: str, *, timeout: float) -> int:
-        """Wait until the Deployment's current revision has every replica updated, ready and available, with no
-        old pod left (what ``kubectl rollout status`` waits for); its revision. RolloutFailed when its progress
-        deadline passes, ``timeout`` passes, or a new pod waits for something that will not come (a crash loop,
-        an image that cannot be pulled)."""
-        deadline = time.monotonic() + timeout
+    def wait_for_rollout(self, name: str, *, timeout: float, pod_check: Callable[[str], None] | None = None) -> int:
+        """Wait until the Deployment's current revision has every replica updated, ready and available, and no
+        pod of another revision is left, not even a terminating one (``kubectl rollout status`` stops waiting
+        before they are gone); its revision. RolloutFailed when its progress
+        deadline passes, ``timeout`` passes, a new pod waits for something that will not come (a crash loop,
+        an image that cannot be pulled), or ``pod_check(pod_url)`` fails on a new pod as soon as it is ready:
+        then the Service has sent it little traffic yet, and most pods still run the old version."""
+        deadline, checked = time.monotonic() + timeout, set()
         while True:
             deployment = self.apps.read_namespaced_deployment(name, self.namespace)
             spec, status = deployment.spec, deployment.status
@@ -316,11 +323,13 @@ class KubernetesDeployer:
                     and (status.replicas or 0) == wanted
                     and (status.available_replicas or 0) == wanted
                     and (status.ready_replicas or 0) == wanted
+                    # and no pod of another revision left, even terminating: one in its preStop sleep still
+                    # answers requests the Service's proxies send it until they catch up, so the checks that
+                    # follow would meet the old version
+                    and not self._pods_of_other_revisions(name, revision)
                 ):
                     return revision
-                hopeless = self._hopeless_pods(name, revision)
-                if hopeless:
-                    raise RolloutFailed(f"revision {revision} cannot become ready: {'; '.join(hopeless)}")
+                self._check_new_pods(name, revision, checked, pod_check)
             if time.monotonic() > deadline:
                 raise RolloutFailed(
                     f"revision {revision} was not ready within {timeout:g} s ({status.ready_replicas or 0} of "
@@ -344,19 +353,49 @@ class KubernetesDeployer:
         selector = ",".join(f"{k}={v}" for k, v in labels.items())
         return self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
 
-    def _hopeless_pods(self, name: str, revision: int) -> list[str]:
-        found = []
-        for replica_set in self._replica_sets(name):
-            if _revision(replica_set) != revision:
+    def _pods_of_revision(self, name: str, revision: int) -> list[client.V1Pod]:
+        """The pods of ``revision`` that are not going away (one of an earlier attempt at the same template may
+        still be terminating)."""
+        return [
+            pod
+            for replica_set in self._replica_sets(name)
+            if _revision(replica_set) == revision
+            for pod in self._pods_of(replica_set)
+            if not pod.metadata.deletion_timestamp
+        ]
+
+    def _pods_of_other_revisions(self, name: str, revision: int) -> list[client.V1Pod]:
+        return [
+            pod
+            for replica_set in self._replica_sets(name)
+            if _revision(replica_set) != revision
+            for pod in self._pods_of(replica_set)
+        ]
+
+    def _check_new_pods(self, name: str, revision: int, checked: set[str], pod_check) -> None:
+        """RolloutFailed when a new pod waits for something that will not come, or when ``pod_check`` fails on a
+        new pod that just got ready (each pod checked once, on its own address)."""
+        hopeless = []
+        for pod in self._pods_of_revision(name, revision):
+            statuses = pod.status.container_statuses or []
+            for container in statuses:
+                waiting = container.state.waiting if container.state else None
+                if waiting is not None and waiting.reason in HOPELESS:
+                    hopeless.append(f"pod {pod.metadata.name}: {waiting.reason}: {waiting.message or ''}".strip())
+            ready = bool(statuses) and all(container.ready for container in statuses)
+            if pod_check is None or not ready or pod.metadata.name in checked or not pod.status.pod_ip:
                 continue
-            for pod in self._pods_of(replica_set):
-                if pod.metadata.deletion_timestamp:  # one of an earlier attempt at the same template, going away
-                    continue
-                for container in pod.status.container_statuses or []:
-                    waiting = container.state.waiting if container.state else None
-                    if waiting is not None and waiting.reason in HOPELESS:
-                        found.append(f"pod {pod.metadata.name}: {waiting.reason}: {waiting.message or ''}".strip())
-        return found
+            checked.add(pod.metadata.name)
+            address = f"http://{pod.status.pod_ip}:{manifests.PORT}"
+            try:
+                pod_check(address)
+            except Exception as exc:  # noqa: BLE001 - any failure of the check is the reason, and is reported
+                raise RolloutFailed(
+                    f"pod {pod.metadata.name} of revision {revision} failed the smoke prediction as soon as it was "
+                    f"ready ({address}): {exc}"
+                ) from None
+        if hopeless:
+            raise RolloutFailed(f"revision {revision} cannot become ready: {'; '.join(hopeless)}")
 
     def _pod_problems(self, name: str) -> str:
         """Why the newest revision's pods are not ready, as far as their statuses say."""
@@ -426,9 +465,7 @@ class KubernetesDeployer:
             raise DeployError(f"nothing is deployed for {project!r} in namespace {self.namespace}")
         self.undo(current.name, reason=reason)
         self.wait_for_rollout(current.name, timeout=timeout)
-        serving = self.current(project)
-        assert serving is not None
-        return serving
+        return self._release(self.apps.read_namespaced_deployment(current.name, self.namespace))
 
     def _forget_rollback_reason(self, name: str) -> None:
         patch = {"metadata": {"annotations": {ROLLBACK_REASON: None}}}
