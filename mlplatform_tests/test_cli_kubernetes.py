@@ -170,3 +170,14 @@ def test_a_kubernetes_rollback_goes_to_the_previous_revision_and_takes_no_model_
     assert cli.main(["rollback", "p:abc", *arguments]) == 2
 
     assert "--target k8s rolls back to the previous revision: name no model tag" in capsys.readouterr().err
+
+
+def test_deploy_to_kubernetes_without_a_registry_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.delenv("MLPLATFORM_REGISTRY", raising=False)
+    monkeypatch.setenv("MLPLATFORM_DEPLOY", "none")
+
+    assert cli.main(["deploy", "--target", "k8s", "--spec", str(tiny_spec(tmp_path)), "--home", str(tmp_path)]) == 2
+
+    assert "MLPLATFORM_DEPLOY=k8s needs MLPLATFORM_REGISTRY" in capsys.readouterr().err

@@ -41,14 +41,16 @@ class Cluster:
     home: Path
     spec: Path
 
-    def mlplatform(self, *args: str, spec: Path | None = None) -> subprocess.CompletedProcess[str]:
-        """The command as a user runs it against this cluster: MLPLATFORM_DEPLOY=k8s, this namespace."""
+    def mlplatform(self, *args: str, spec: Path | None = None, **settings: str) -> subprocess.CompletedProcess[str]:
+        """The command as a user runs it against this cluster: MLPLATFORM_DEPLOY=k8s (unless ``settings`` say
+        otherwise), this namespace."""
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_", "BENTOML_HOME"))}
         environ |= self.environment | {
             "MLPLATFORM_DEPLOY": "k8s",
             "MLPLATFORM_K8S_NAMESPACE": self.namespace,
             "MLPLATFORM_API_TOKEN": self.token,
         }
+        environ |= settings
         command = [sys.executable, "-m", "mlplatform.cli", *args, "--home", str(self.home)]
         command += ["--spec", str(spec or self.spec)]
         return subprocess.run(command, env=environ, capture_output=True, text=True, timeout=RUN_SECONDS)
@@ -265,3 +267,17 @@ def test_rollback_by_hand_brings_the_previous_revision_back(cluster: Cluster, pr
     assert after.revision > before.revision and after.ready_replicas == 2
     assert after.image != before.image  # the revision before the current one: another image
     assert f"serves {after.model_tag} again" in done.stdout
+
+
+def test_deploy_rolls_the_champion_out_again(cluster: Cluster, promoted: dict) -> None:
+    """After the rollback by hand above the cluster serves an older model: `deploy --target k8s` (in a shell whose
+    MLPLATFORM_DEPLOY says none) builds the champion's bento and image again and rolls it out."""
+    champion = cluster.latest("champion_model")["tag"]
+    before = cluster.deployer().current("penguins")
+
+    done = cluster.mlplatform("deploy", "--target", "k8s", MLPLATFORM_DEPLOY="none")
+
+    assert done.returncode == 0, f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    after = cluster.deployer().current("penguins")
+    assert after.model_tag == champion and after.revision > before.revision and after.ready_replicas == 2
+    assert f"kubernetes    {cluster.namespace}/penguins-predictor serves {champion}" in done.stdout
