@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        if args.command in ("models", "promote", "rollback", "reproduce", "serve", "manifests"):
+        if args.command in ("models", "promote", "rollback", "reproduce", "serve", "manifests", "status"):
             args.settings = _settings(args.home, args.spec)
         return handlers[args.command](args)
     except Exception as exc:
@@ -89,9 +89,10 @@ def _refusals() -> tuple[type[Exception], ...]:
     from mlplatform.lib.deployment.kubernetes import ManifestError
     from mlplatform.lib.registry.registry import RegistryError
     from mlplatform.resources.kubernetes_api import ClusterError
+    from mlplatform.resources.kubernetes_deploy import DeployError
     from mlplatform.settings import SettingsError
 
-    return (SpecError, SettingsError, RegistryError, UnknownDataVersion, ManifestError, ClusterError)
+    return (SpecError, SettingsError, RegistryError, UnknownDataVersion, ManifestError, ClusterError, DeployError)
 
 
 def _check_spec(args: argparse.Namespace) -> int:

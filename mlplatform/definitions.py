@@ -30,6 +30,7 @@ from mlplatform.resources import (
     ArtifactStore,
     Compute,
     ImageRegistry,
+    KubernetesServing,
     LocalServing,
     ModelRegistry,
     ProjectSpecResource,
@@ -66,6 +67,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
     }
     if settings.deploy == "local":
         resources["local_serving"] = LocalServing.for_settings(settings)
+    if settings.deploy == "k8s":
+        resources["kubernetes"] = KubernetesServing.for_settings(settings)
     if settings.image_registry:
         resources["images"] = ImageRegistry(registry=settings.image_registry, bentoml_home=str(settings.bentoml_home))
     return resources
@@ -73,12 +76,15 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 def deployment_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
     """The bento whenever something consumes it; the image only with a registry to push it to (building one
-    needs a Docker engine); the local server unless MLPLATFORM_DEPLOY=none."""
+    needs a Docker engine); the local server with MLPLATFORM_DEPLOY=local, the Kubernetes Deployment of the
+    image with MLPLATFORM_DEPLOY=k8s (which needs the registry)."""
     chosen = []
     if settings.image_registry:
         chosen.append(deployment_assets.model_image)
     if settings.deploy == "local":
         chosen.append(deployment_assets.local_deployment)
+    if settings.deploy == "k8s":
+        chosen.append(deployment_assets.kubernetes_deployment)
     return [deployment_assets.prediction_bento, *chosen] if chosen else []
 
 

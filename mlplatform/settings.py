@@ -11,7 +11,11 @@
 | MLPLATFORM_S3_SSE | server-side encryption of every object written: ``AES256`` or ``aws:kms`` | AES256 |
 | MLPLATFORM_S3_KMS_KEY_ID | the KMS key of ``aws:kms`` (the account's AWS-managed key when unset) | — |
 | MLPLATFORM_EXECUTOR | ``in_process`` or ``multiprocess`` | in_process locally |
-| MLPLATFORM_DEPLOY | ``local`` (the champion served by ``bentoml serve``) or ``none`` | local; none in cloud |
+| MLPLATFORM_DEPLOY | ``local`` (bentoml serve), ``k8s`` (needs MLPLATFORM_REGISTRY), ``none`` | local (cloud: none) |
+| MLPLATFORM_K8S_NAMESPACE | with ``k8s``: the namespace the champion is deployed to (it must exist) | default |
+| MLPLATFORM_KUBE_CONTEXT | with ``k8s``: the kubeconfig context to use | the kubeconfig's current one |
+| KUBECONFIG | with ``k8s``: the cluster's kubeconfig (inside a pod: the pod's own ServiceAccount) | ~/.kube/config |
+| MLPLATFORM_K8S_SERVICE_URL | with ``k8s``: where this process reaches the Service (a port-forward) | its ClusterIP |
 | MLPLATFORM_SERVE_PORT | the local deployment's port on 127.0.0.1 (the Dagster UI has 3000) | 3001 |
 | MLPLATFORM_REGISTRY | an image registry (host:port): adds the container image asset, which needs a Docker engine | — |
 | MLPLATFORM_ALERT_WEBHOOK | where alerts are POSTed (a Slack incoming webhook or any JSON endpoint) | — (log only) |
@@ -33,6 +37,7 @@ in the bento's own folder, so relative paths would point there):
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +48,7 @@ from mlplatform.lib.spec import default_spec_path
 API_TOKEN = "MLPLATFORM_API_TOKEN"
 Environment = Literal["local", "cloud"]
 Executor = Literal["in_process", "multiprocess"]
-Deploy = Literal["local", "none"]
+Deploy = Literal["local", "k8s", "none"]
 Auth = Literal["token", "off"]
 LogFormat = Literal["text", "json"]
 Encryption = Literal["AES256", "aws:kms"]
@@ -72,6 +77,10 @@ class Settings:
     s3_encryption: Encryption = "AES256"
     s3_kms_key_id: str | None = None
     dagster_config: Path | None = None  # MLPLATFORM_DAGSTER_CONFIG; None: the project's own dagster.yaml
+    k8s_namespace: str = "default"
+    kube_context: str | None = None
+    kubeconfig: str | None = None  # KUBECONFIG; None: ~/.kube/config, or in a pod its ServiceAccount
+    k8s_service_url: str | None = None  # None: the Service's ClusterIP (from a pod, or a host on the pod network)
 
     @classmethod
     def from_env(
@@ -93,8 +102,18 @@ class Settings:
         if env == "cloud" and not bucket:
             raise SettingsError("MLPLATFORM_ENV=cloud needs MLPLATFORM_BUCKET, the bucket that holds artifacts")
         deploy = environ.get("MLPLATFORM_DEPLOY") or ("local" if env == "local" else "none")
-        if deploy not in ("local", "none"):
-            raise SettingsError(f"MLPLATFORM_DEPLOY={deploy!r}: use 'local' or 'none'")
+        if deploy not in ("local", "k8s", "none"):
+            raise SettingsError(f"MLPLATFORM_DEPLOY={deploy!r}: use 'local', 'k8s' or 'none'")
+        if deploy == "k8s" and not environ.get("MLPLATFORM_REGISTRY"):
+            raise SettingsError(
+                "MLPLATFORM_DEPLOY=k8s needs MLPLATFORM_REGISTRY, the image registry the cluster pulls the champion's "
+                "image from"
+            )
+        namespace = environ.get("MLPLATFORM_K8S_NAMESPACE") or "default"
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+            raise SettingsError(
+                f"MLPLATFORM_K8S_NAMESPACE={namespace!r}: not a namespace name (lower case, digits, '-')"
+            )
         port = environ.get("MLPLATFORM_SERVE_PORT", "3001")
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError(f"MLPLATFORM_SERVE_PORT={port!r}: use a TCP port number (1-65535)")
@@ -131,6 +150,10 @@ class Settings:
             s3_encryption=encryption,
             s3_kms_key_id=kms_key_id,
             dagster_config=Path(dagster_config).expanduser().resolve() if dagster_config else None,
+            k8s_namespace=namespace,
+            kube_context=environ.get("MLPLATFORM_KUBE_CONTEXT") or None,
+            kubeconfig=environ.get("KUBECONFIG") or None,
+            k8s_service_url=(environ.get("MLPLATFORM_K8S_SERVICE_URL") or "").rstrip("/") or None,
         )
 
     @property

@@ -74,6 +74,11 @@ def serving_lines(instance: dg.DagsterInstance, settings: Settings) -> str:
     image = latest_metadata(instance, "model_image")
     if image:
         lines.append(f"  image         {image['image']} ({image['digest']})")
+    cluster = latest_metadata(instance, "kubernetes_deployment")
+    if cluster:
+        where = f"{cluster['namespace']}/{cluster['deployment']}"
+        ready = f"{cluster['replicas_ready']} ready"
+        lines.append(f"  kubernetes    {where} serves {cluster['model_tag']}, revision {cluster['revision']}, {ready}")
     return "".join(f"{line}\n" for line in lines)
 
 

@@ -415,6 +415,13 @@ class DeploymentSettings(_Strict):
     memory_limit: str = "1Gi"
     service_type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
     node_port: int | None = Field(default=None, ge=30000, le=32767)  # NodePort only; None: the cluster picks one
+    # The rollout the `kubernetes_deployment` asset watches, and undoes (back to the previous ReplicaSet) when the
+    # new pods are not all ready within rollout_timeout_seconds (the Deployment's progressDeadlineSeconds too),
+    # when a smoke prediction through the Service fails, or when more than max_error_rate of the requests it
+    # sends through the Service over the first watch_seconds fail.
+    rollout_timeout_seconds: int = Field(default=240, ge=10)
+    watch_seconds: int = Field(default=20, ge=0)
+    max_error_rate: float = Field(default=0.0, ge=0, lt=1)
 
     @field_validator("cpu", "memory", "cpu_limit", "memory_limit", mode="before")
     @classmethod
