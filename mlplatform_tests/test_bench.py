@@ -15,7 +15,6 @@ import pytest
 
 from bench import common
 from bench.common import Target
-from mlplatform_tests.cluster import local_cluster_script
 
 # rollout needs a Kubernetes cluster, Docker and a registry: the cluster tier, with the machine's local cluster
 ON_A_CLUSTER = [pytest.mark.slow, pytest.mark.cluster]
@@ -29,6 +28,7 @@ BENCHES = [
     "threads",
     pytest.param("rollout", marks=ON_A_CLUSTER),
 ]
+CLUSTER_BENCHES = {"rollout"}
 SMOKE_SECONDS = 240  # each takes 10-60 s on 2 shared cores; far more means something hangs
 # automation trains twice per side and starts the Dagster stack: about 2 minutes on 2 shared cores
 LONGER = {"automation": 480, "rollout": 600}  # rollout: the graph with containerize, then 3 rollouts (~2 min)
@@ -49,9 +49,9 @@ def processes_started_under(marker: str) -> list[psutil.Process]:
 
 
 @pytest.mark.parametrize("bench", BENCHES)
-def test_bench_smoke(bench: str, tmp_path: Path) -> None:
-    if bench == "rollout" and local_cluster_script() is None:
-        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Kubernetes to roll out on")
+def test_bench_smoke(bench: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if bench in CLUSTER_BENCHES:  # the session's cluster, up for the tier (a bench leaves up what it found up)
+        request.getfixturevalue("cluster_environment")
     marker = tmp_path / "tmp"  # every temporary folder of the bench and its children, and the mark of its processes
     marker.mkdir()
     prefixes = ("MLPLATFORM_", "DAGSTER_", "BENTOML_")

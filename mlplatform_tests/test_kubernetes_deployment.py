@@ -25,7 +25,7 @@ import yaml
 
 from mlplatform.lib.deployment import kubernetes as manifests
 from mlplatform.lib.spec import default_spec_path, load_spec
-from mlplatform_tests.cluster import derived_image, local_cluster, local_cluster_script
+from mlplatform_tests.cluster import derived_image
 from mlplatform_tests.load import LoadLoop
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -89,15 +89,14 @@ def write_spec(path: Path, trials: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if local_cluster_script() is None:
-        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Kubernetes to deploy to")
+def cluster(cluster_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     from kubernetes import client
 
     from mlplatform.resources import kubernetes_deploy
 
     folder = tmp_path_factory.mktemp("k8s-deploy")
-    with local_cluster() as environment, pytest.MonkeyPatch.context() as patch:
+    environment = cluster_environment
+    with pytest.MonkeyPatch.context() as patch:
         for name, value in environment.items():  # docker and the kubernetes client of this process too
             patch.setenv(name, value)
         api = kubernetes_deploy.connect(environment.get("KUBECONFIG"), None)
