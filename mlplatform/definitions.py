@@ -35,6 +35,7 @@ from mlplatform.resources import (
     ProjectSpecResource,
 )
 from mlplatform.resources.object_storage import configure_object_storage
+from mlplatform.resources.pods import CandidatePods
 from mlplatform.resources.predictions import PredictionLogs
 from mlplatform.settings import Settings
 
@@ -62,6 +63,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": ArtifactIOManager(root=settings.artifact_root),
         "registry": ModelRegistry.for_settings(settings),
         "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
+        "candidate_pods": CandidatePods.for_settings(settings),
         "prediction_logs": PredictionLogs(folder=str(settings.prediction_log)),
     }
     if settings.deploy == "local":

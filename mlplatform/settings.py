@@ -18,6 +18,12 @@
 | MLPLATFORM_UI_URL | the Dagster UI's address, for links to runs in alerts | http://127.0.0.1:3000 |
 | MLPLATFORM_LOG_FORMAT | ``json``: the runs' JSON log lines go to stdout as well as to the file (containers) | text |
 | MLPLATFORM_DAGSTER_CONFIG | a dagster.yaml for the instance (``deploy/dagster.yaml``: Postgres, S3) | the project's |
+| MLPLATFORM_POD_IMAGE | the image of a candidate's own pod (``resources.pod``) if none named | DAGSTER_CURRENT_IMAGE |
+| MLPLATFORM_POD_NAMESPACE | the Kubernetes namespace of those pods | the run's own in a cluster, else default |
+
+Those pods get the object-storage settings of the process that launches them (MLPLATFORM_S3_SSE,
+MLPLATFORM_S3_KMS_KEY_ID, and AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 when set),
+never its credentials: those come from the pod's service account (an IAM role) or the Secrets the spec names.
 
 The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
 in the bento's own folder, so relative paths would point there):
@@ -47,6 +53,8 @@ Deploy = Literal["local", "none"]
 Auth = Literal["token", "off"]
 LogFormat = Literal["text", "json"]
 Encryption = Literal["AES256", "aws:kms"]
+# Where S3 is and how to reach it, but no credential: what a candidate's pod is given of this process's environment.
+FORWARDED_TO_PODS = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
 class SettingsError(ValueError):
@@ -72,6 +80,9 @@ class Settings:
     s3_encryption: Encryption = "AES256"
     s3_kms_key_id: str | None = None
     dagster_config: Path | None = None  # MLPLATFORM_DAGSTER_CONFIG; None: the project's own dagster.yaml
+    pod_image: str | None = None  # MLPLATFORM_POD_IMAGE, else DAGSTER_CURRENT_IMAGE
+    pod_namespace: str | None = None  # MLPLATFORM_POD_NAMESPACE; None: Dagster Pipes finds the run's own
+    aws_environment: tuple[tuple[str, str], ...] = ()  # FORWARDED_TO_PODS, those set, as (name, value)
 
     @classmethod
     def from_env(
@@ -131,6 +142,9 @@ class Settings:
             s3_encryption=encryption,
             s3_kms_key_id=kms_key_id,
             dagster_config=Path(dagster_config).expanduser().resolve() if dagster_config else None,
+            pod_image=environ.get("MLPLATFORM_POD_IMAGE") or environ.get("DAGSTER_CURRENT_IMAGE") or None,
+            pod_namespace=environ.get("MLPLATFORM_POD_NAMESPACE") or None,
+            aws_environment=tuple((name, environ[name]) for name in FORWARDED_TO_PODS if environ.get(name)),
         )
 
     @property
@@ -164,6 +178,20 @@ class Settings:
         if self.env == "cloud":
             return f"s3://{self.bucket}/{self.prefix}"
         return str(self.home / "artifacts")
+
+    @property
+    def pod_environment(self) -> dict[str, str]:
+        """What a candidate's pod is given of this process's environment: where S3 is, and how to encrypt."""
+        environment = {
+            **dict(self.aws_environment),
+            "MLPLATFORM_ENV": self.env,
+            "MLPLATFORM_S3_SSE": self.s3_encryption,
+        }
+        if self.s3_kms_key_id:
+            environment["MLPLATFORM_S3_KMS_KEY_ID"] = self.s3_kms_key_id
+        if self.bucket:
+            environment["MLPLATFORM_BUCKET"] = self.bucket
+        return environment
 
     @property
     def model_store_root(self) -> str | None:
