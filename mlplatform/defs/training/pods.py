@@ -40,6 +40,10 @@ def search_in_pod(
         messages = launcher.run(
             context, project=spec.name, candidate=name, pod=pod, extras=pods.extras(name, spec, inputs, output)
         )
+    except PodError:
+        raise
+    except Exception as exc:  # the pod failed, or Kubernetes refused it: name the candidate, keep the cause
+        raise PodError(f"{name}: its pod failed ({type(exc).__name__}: {exc})") from exc
     finally:
         inputs.unlink(missing_ok=True)  # the training features: not kept once the search is over
     reports = [message for message in messages if isinstance(message, dict) and message.get("candidate") == name]
