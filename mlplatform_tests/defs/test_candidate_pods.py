@@ -22,14 +22,14 @@ from mlplatform.resources.pods import PodError
 from mlplatform.settings import Settings
 from mlplatform_tests.cluster import local_cluster, local_cluster_script, user_code_image
 from mlplatform_tests.conftest import BENTOML_HOME, EXAMPLE_CSV, use_s3_server
-from mlplatform_tests.servers import FAKE_CREDENTIALS, S3Bucket, running_moto_server
+from mlplatform_tests.servers import FAKE_CREDENTIALS, S3Bucket, S3Server, running_moto_server
 
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/mlplatform-pods"
 SEARCH = [dg.AssetKey(name) for name in ("raw_batch", "accepted_data", "cleaned_data", "training_data")]
 SEARCH += [dg.AssetKey(name) for name in ("holdout_data", "feature_pipeline", "candidate_models")]
 
 
-def spec_with_a_pod(folder: Path, pod: dict) -> Path:
+def spec_with_a_pod(folder: Path, pod: dict, **candidate: object) -> Path:
     """Penguins with two candidates: one searched in the step's process, one in a pod of its own."""
     path = folder / "spec.yaml"
     document = {
@@ -39,7 +39,7 @@ def spec_with_a_pod(folder: Path, pod: dict) -> Path:
         "training": {
             "candidates": {
                 "linear": {"estimator": "logistic_regression", "trials": 2},
-                "forest": {"estimator": "random_forest", "trials": 2, "resources": {"pod": pod}},
+                "forest": {"estimator": "random_forest", "trials": 2, "resources": {"pod": pod}, **candidate},
             }
         },
     }
@@ -114,66 +114,121 @@ def default_token(core: kubernetes.client.CoreV1Api, namespace: str) -> bool:
         raise
 
 
-@pytest.mark.slow
-@pytest.mark.cluster
-def test_a_candidate_searches_in_its_own_pod_and_reports_through_pipes(
-    cluster: dict[str, str], namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    image = user_code_image(cluster["MLPLATFORM_REGISTRY"])
-    host = cluster["MLPLATFORM_HOST_FROM_PODS"]
-    with running_moto_server(tmp_path, host=host) as server:
-        use_s3_server(server, tmp_path, monkeypatch)
-        bucket = S3Bucket.create(server)
-        spec_path = spec_with_a_pod(tmp_path, {"cpu": "500m", "memory": "1Gi", "env_from_secrets": ["s3-credentials"]})
-        settings = Settings.from_env(
+@pytest.fixture(scope="module")
+def pod_image(cluster: dict[str, str]) -> str:
+    return user_code_image(cluster["MLPLATFORM_REGISTRY"])
+
+
+@pytest.fixture(scope="module")
+def pods_s3(cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server where the pods reach the host (and this process too)."""
+    with running_moto_server(tmp_path_factory.mktemp("moto"), host=cluster["MLPLATFORM_HOST_FROM_PODS"]) as server:
+        yield server
+
+
+@pytest.fixture
+def cloud(pods_s3: S3Server, pod_image: str, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Cloud settings for a spec, on a new bucket of ``pods_s3``, the pods in the test's namespace."""
+    use_s3_server(pods_s3, tmp_path, monkeypatch)
+    bucket = S3Bucket.create(pods_s3)
+
+    def settings_for(pod: dict, **candidate: object) -> Settings:
+        return Settings.from_env(
             {
                 **os.environ,
                 "MLPLATFORM_ENV": "cloud",
                 "MLPLATFORM_BUCKET": bucket.name,
                 "MLPLATFORM_PREFIX": "team-p",
                 "MLPLATFORM_HOME": str(tmp_path / "home"),
-                "MLPLATFORM_SPEC": str(spec_path),
+                "MLPLATFORM_SPEC": str(spec_with_a_pod(tmp_path, pod, **candidate)),
                 "BENTOML_HOME": str(BENTOML_HOME),
                 "MLPLATFORM_S3_SSE": "aws:kms",
                 "MLPLATFORM_S3_KMS_KEY_ID": KMS_KEY,
-                "MLPLATFORM_POD_IMAGE": image,
+                "MLPLATFORM_POD_IMAGE": pod_image,
                 "MLPLATFORM_POD_NAMESPACE": namespace,
             }
         )
-        instance = dg.DagsterInstance.ephemeral()
 
-        result = run_search(settings, instance)
+    return bucket, settings_for
 
-        assert result.success, [e.message for e in result.all_events if e.is_failure]
-        tuned = result.output_for_node("candidate_models")
-        assert set(tuned) == {"linear", "forest"}
-        # The pod's search is the step's search: same inputs, same seed, same trials, same result.
-        training = result.asset_value("training_data")
-        features = candidates.transformed(result.asset_value("feature_pipeline"), training)
-        spec = load_spec(settings.spec_path)
-        forest = spec.training.candidates["forest"]
-        here = candidates.tune("forest", forest, features, training["species"], spec, threads=1)
-        assert (tuned["forest"].cv_score, tuned["forest"].best_params) == (here.cv_score, here.best_params)
-        assert tuned["forest"].trials == 2 and tuned["forest"].threads >= 1
 
-        # Its logs came back through Pipes into the step's events, and its model is in the artifact store,
-        # written by the pod with the settings' encryption; its inputs were removed.
-        messages = [record.user_message for record in instance.all_logs(result.run_id)]
-        assert any(message.startswith("forest: searching in pod, inputs s3://") for message in messages)
-        assert any("forest: cv score" in message and "model at s3://" in message for message in messages)
-        model_key = f"team-p/steps/{result.run_id}/pods/forest/candidate.joblib"
-        head = server.client().head_object(Bucket=bucket.name, Key=model_key)
-        assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
-        listing = server.client().list_objects_v2(Bucket=bucket.name, Prefix=f"team-p/steps/{result.run_id}/pods/")
-        assert [item["Key"] for item in listing["Contents"]] == [model_key]
-        [output] = [
-            event
-            for event in result.all_events
-            if event.is_successful_output and event.step_key == "candidate_models.tune_candidate[forest]"
-        ]
-        metadata = output.event_specific_data.metadata
-        assert metadata["pod_image"].value == image
-        assert metadata["pod_model"].value == f"s3://{bucket.name}/{model_key}"
-        # PipesK8sClient deleted the pod once it was done.
-        pods = kubernetes.client.CoreV1Api().list_namespaced_pod(namespace, label_selector="mlplatform/candidate")
-        assert [pod.metadata.name for pod in pods.items if pod.metadata.deletion_timestamp is None] == []
+POD = {"cpu": "500m", "memory": "1Gi", "env_from_secrets": ["s3-credentials"]}
+
+
+def pods_left(namespace: str) -> list[str]:
+    listed = kubernetes.client.CoreV1Api().list_namespaced_pod(namespace, label_selector="mlplatform/candidate")
+    return [pod.metadata.name for pod in listed.items if pod.metadata.deletion_timestamp is None]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_a_candidate_searches_in_its_own_pod_and_reports_through_pipes(cloud, pod_image: str, namespace: str) -> None:
+    bucket, settings_for = cloud
+    server = bucket.server
+    settings = settings_for(POD)
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = run_search(settings, instance)
+
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    tuned = result.output_for_node("candidate_models")
+    assert set(tuned) == {"linear", "forest"}
+    # The pod's search is the step's search: same inputs, same seed, same trials, same result.
+    training = result.asset_value("training_data")
+    features = candidates.transformed(result.asset_value("feature_pipeline"), training)
+    spec = load_spec(settings.spec_path)
+    forest = spec.training.candidates["forest"]
+    here = candidates.tune("forest", forest, features, training["species"], spec, threads=1)
+    assert (tuned["forest"].cv_score, tuned["forest"].best_params) == (here.cv_score, here.best_params)
+    assert tuned["forest"].trials == 2 and tuned["forest"].threads >= 1
+
+    # Its logs came back through Pipes into the step's events, and its model is in the artifact store,
+    # written by the pod with the settings' encryption; its inputs were removed.
+    messages = [record.user_message for record in instance.all_logs(result.run_id)]
+    assert any(message.startswith("forest: searching in pod, inputs s3://") for message in messages)
+    assert any("forest: cv score" in message and "model at s3://" in message for message in messages)
+    model_key = f"team-p/steps/{result.run_id}/pods/forest/candidate.joblib"
+    head = server.client().head_object(Bucket=bucket.name, Key=model_key)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
+    listing = server.client().list_objects_v2(Bucket=bucket.name, Prefix=f"team-p/steps/{result.run_id}/pods/")
+    assert [item["Key"] for item in listing["Contents"]] == [model_key]
+    [output] = [
+        event
+        for event in result.all_events
+        if event.is_successful_output and event.step_key == "candidate_models.tune_candidate[forest]"
+    ]
+    metadata = output.event_specific_data.metadata
+    assert metadata["pod_image"].value == pod_image
+    assert metadata["pod_model"].value == f"s3://{bucket.name}/{model_key}"
+    assert pods_left(namespace) == []  # PipesK8sClient deleted the pod once it was done
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_a_search_that_fails_in_its_pod_fails_its_step_naming_the_candidate(cloud, namespace: str) -> None:
+    bucket, settings_for = cloud
+    settings = settings_for(POD, params={"n_estimators": -5})  # refused by scikit-learn, in the pod
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = run_search(settings, instance)
+
+    assert not result.success
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    assert failure.step_key == "candidate_models.tune_candidate[forest]"
+    error = failure.step_failure_data.error.cause
+    assert error.cls_name == PodError.__name__ and error.message.startswith(
+        "mlplatform.resources.pods.PodError: forest: its pod failed"
+    )
+    # The pod's own exception came back through Pipes, into the step's events (the UI shows it with its trace).
+    [closed] = [
+        record.dagster_event
+        for record in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+        if record.dagster_event.message == "[pipes] external process pipes closed with exception"
+    ]
+    assert closed.step_key == "candidate_models.tune_candidate[forest]"
+    cause = closed.event_specific_data.error
+    assert cause.cls_name == "CandidateError"
+    assert "candidate 'forest' (random_forest) failed to fit" in cause.message and "n_estimators" in cause.message
+    listing = bucket.server.client().list_objects_v2(Bucket=bucket.name, Prefix=f"team-p/steps/{result.run_id}/pods/")
+    assert listing.get("Contents", []) == []  # its inputs removed, no model
+    assert pods_left(namespace) == []
