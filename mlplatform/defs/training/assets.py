@@ -46,8 +46,10 @@ def tune_candidate(
         # Dagster Pipes asks the step for its output explicitly (dg.Output), as it does below too.
         tuned, metadata = search_in_pod(context, name, pod, features, target, spec, artifacts, candidate_pods)
     else:
-        threads = compute.threads(concurrent_steps=len(chosen), training_rows=len(training_data))
-        beside = f", beside {len(chosen) - 1} other search(es)" if compute.parallel_steps and len(chosen) > 1 else ""
+        # the searches that share this machine's cores: a candidate in a pod of its own uses another's
+        here = [other for other in chosen.values() if other.resources.pod is None]
+        threads = compute.threads(concurrent_steps=len(here), training_rows=len(training_data))
+        beside = f", beside {len(here) - 1} other search(es)" if compute.parallel_steps and len(here) > 1 else ""
         context.log.info(f"{name}: {threads} thread(s) per fit on {len(training_data):,} training rows{beside}")
         tuned = candidates.tune(name, chosen[name], features, target, spec, threads)
     metric = spec.problem.primary_metric
