@@ -61,13 +61,18 @@ def build_resources(settings: Settings) -> dict[str, object]:
     resources: dict[str, object] = {
         "project": ProjectSpecResource(spec_path=str(settings.spec_path)),
         "artifacts": ArtifactStore(root=settings.artifact_root),
-        "io_manager": ArtifactIOManager(root=settings.artifact_root, encryption=encryption_arguments(settings)),
+        "io_manager": ArtifactIOManager(
+            root=settings.artifact_root,
+            encryption=encryption_arguments(settings),
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+        ),
         "registry": ModelRegistry.for_settings(settings),
         "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
         "candidate_pods": CandidatePods.for_settings(settings),
         # dagster-aws's client (the new-data sensor's), from boto's own chain (environment, profile, IAM role): no
         # key in code or spec.
-        "s3": S3Resource(),
+        "s3": S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region),
         "prediction_logs": PredictionLogs(folder=str(settings.prediction_log)),
     }
     if settings.deploy == "local":

@@ -180,6 +180,17 @@ class Settings:
         return str(self.home / "artifacts")
 
     @property
+    def s3_endpoint_url(self) -> str | None:
+        """The S3 API the environment names (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL): MinIO, moto; None: AWS."""
+        named = dict(self.aws_environment)
+        return named.get("AWS_ENDPOINT_URL_S3") or named.get("AWS_ENDPOINT_URL")
+
+    @property
+    def s3_region(self) -> str | None:
+        named = dict(self.aws_environment)
+        return named.get("AWS_REGION") or named.get("AWS_DEFAULT_REGION")
+
+    @property
     def pod_environment(self) -> dict[str, str]:
         """What a candidate's pod is given of this process's environment: where S3 is, and how to encrypt."""
         environment = {

@@ -14,12 +14,11 @@ from collections.abc import Callable
 import dagster as dg
 import joblib
 import pandas as pd
-from dagster_aws.s3 import S3Resource
 from pydantic import Field
 from upath import UPath
 
 from mlplatform.lib.storage import is_local, write_atomically, write_parquet
-from mlplatform.resources.object_storage import ObjectStore
+from mlplatform.resources.object_storage import ObjectStore, s3_client
 
 
 class ArtifactStore(dg.ConfigurableResource):
@@ -56,11 +55,16 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         "(resources.object_storage.encryption_arguments of the settings).",
     )
 
+    endpoint_url: str | None = Field(
+        default=None, description="The S3 API of an s3:// root (MinIO, moto); None: boto's own (AWS_ENDPOINT_URL_S3)."
+    )
+    region_name: str | None = Field(default=None, description="The bucket's region; None: boto's own (AWS_REGION).")
+
     def _objects(self) -> ObjectStore:
-        # dagster-aws's client, made here rather than given as a nested resource: an IO manager with a nested
-        # resource becomes a generator resource, which sensor contexts would then have to open as a context
-        # manager. Configured with nothing, it takes boto's chain (environment, profile, IAM role), as `s3` does.
-        return ObjectStore(S3Resource().get_client(), self.encryption)
+        # dagster-aws's client, made once per process (object_storage.s3_client) rather than given as a nested
+        # resource: an IO manager with a nested resource becomes a generator resource, which sensor contexts would
+        # then have to open as a context manager. Its credentials come from boto's chain, as the `s3` resource's.
+        return ObjectStore(s3_client(self.endpoint_url, self.region_name), self.encryption)
 
     def _base(self, context: dg.InputContext | dg.OutputContext) -> UPath:
         if context.has_asset_key:

@@ -13,10 +13,12 @@ Where Dagster has the concept, its client is dagster-aws's: the new-data sensor 
 
 from __future__ import annotations
 
+import functools
 import io
 
 import fsspec.config
 from botocore.exceptions import BotoCoreError, ClientError
+from dagster_aws.s3 import S3Resource
 
 from mlplatform.lib.data import ingest
 from mlplatform.lib.spec import ProjectSpec
@@ -89,6 +91,15 @@ def list_source_files(client: object, spec: ProjectSpec) -> ingest.DataFiles:
     return ingest.DataFiles(
         ListedObjects(client, listing), location, tuple(listing), tuple(f"s3://{path}" for path in listing), is_folder
     )
+
+
+@functools.lru_cache(maxsize=8)
+def s3_client(endpoint_url: str | None = None, region_name: str | None = None):
+    """dagster-aws's S3 client (``S3Resource.get_client()``), one per endpoint and region in a process: building
+    one takes about 0.2 s (a boto3 session loading its service model), and Dagster sets resources up again for
+    every step. boto3 clients are thread-safe, and refresh an IAM role's credentials themselves. Left None, the
+    endpoint and region are boto's own (AWS_ENDPOINT_URL_S3, AWS_REGION, ...) as the first call found them."""
+    return S3Resource(endpoint_url=endpoint_url, region_name=region_name).get_client()
 
 
 class ObjectStore:
