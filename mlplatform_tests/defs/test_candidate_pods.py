@@ -4,6 +4,7 @@ on the address pods reach the host at, and the S3 credentials in a Kubernetes Se
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -232,3 +233,104 @@ def test_a_search_that_fails_in_its_pod_fails_its_step_naming_the_candidate(clou
     listing = bucket.server.client().list_objects_v2(Bucket=bucket.name, Prefix=f"team-p/steps/{result.run_id}/pods/")
     assert listing.get("Contents", []) == []  # its inputs removed, no model
     assert pods_left(namespace) == []
+
+
+# A step that itself runs in a pod (as under K8sRunLauncher and k8s_job_executor): the same search, launched from
+# a pod of the platform's image with in-cluster config, under a ServiceAccount allowed only what README says.
+IN_A_POD = """
+import json, os, pathlib, yaml
+import dagster as dg
+from mlplatform.definitions import build_definitions, run_config
+from mlplatform.lib.spec import default_spec_path
+from mlplatform.settings import Settings
+spec = {**json.loads(os.environ["SPEC"]), "source": {"uri": str(default_spec_path().parent / "penguins.csv")}}
+path = pathlib.Path("/tmp/spec.yaml")
+path.write_text(yaml.safe_dump(spec))
+settings = Settings.from_env(home="/tmp/home", spec_path=path)
+job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+keys = [dg.AssetKey(name) for name in json.loads(os.environ["SEARCH"])]
+result = job.execute_in_process(
+    instance=dg.DagsterInstance.ephemeral(), asset_selection=keys, run_config=run_config(path), raise_on_error=False
+)
+tuned = result.output_for_node("candidate_models") if result.success else {}
+print("RESULT " + json.dumps({"success": result.success, "run_id": result.run_id, "tuned": sorted(tuned)}))
+"""
+LAUNCHER_RULES = [  # what README says a step in a pod needs for PipesK8sClient, and nothing more
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_a_step_in_a_pod_launches_the_candidates_pod_with_in_cluster_config(
+    cluster: dict[str, str], pods_s3: S3Server, pod_image: str, namespace: str, tmp_path: Path, monkeypatch
+) -> None:
+    use_s3_server(pods_s3, tmp_path, monkeypatch)
+    bucket = S3Bucket.create(pods_s3)
+    core, rbac = kubernetes.client.CoreV1Api(), kubernetes.client.RbacAuthorizationV1Api()
+    account = "candidate-launcher"
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": LAUNCHER_RULES})
+    binding = {
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    }
+    rbac.create_namespaced_role_binding(namespace, binding)
+    wait_for(lambda: core.read_namespaced_service_account(account, namespace).secrets, f"{account}'s token")
+    spec = yaml.safe_load(spec_with_a_pod(tmp_path, POD).read_text())
+    environment = {
+        "SPEC": json.dumps({key: value for key, value in spec.items() if key != "source"}),
+        "SEARCH": json.dumps([key.path[0] for key in SEARCH]),
+        "MLPLATFORM_ENV": "cloud",
+        "MLPLATFORM_BUCKET": bucket.name,
+        "MLPLATFORM_PREFIX": "in-pod",
+        "MLPLATFORM_DEPLOY": "none",
+        "MLPLATFORM_S3_SSE": "aws:kms",
+        "MLPLATFORM_S3_KMS_KEY_ID": KMS_KEY,
+        "MLPLATFORM_POD_IMAGE": pod_image,  # K8sRunLauncher sets DAGSTER_CURRENT_IMAGE; this says it outright
+        "AWS_ENDPOINT_URL_S3": pods_s3.endpoint_url,
+        "AWS_DEFAULT_REGION": FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
+    }
+    launcher = {
+        "metadata": {"name": "launcher"},
+        "spec": {
+            "serviceAccountName": account,
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "step",
+                    "image": pod_image,
+                    "command": ["python", "-c", IN_A_POD],
+                    "env": [{"name": name, "value": value} for name, value in environment.items()],
+                    "envFrom": [{"secretRef": {"name": "s3-credentials"}}],
+                }
+            ],
+        },
+    }
+    core.create_namespaced_pod(namespace, launcher)
+
+    def finished():
+        return core.read_namespaced_pod("launcher", namespace).status.phase in ("Succeeded", "Failed")
+
+    wait_for(finished, "the launcher pod to finish", seconds=600)
+    # the raw bytes: the client's own decoding turns a non-ASCII log into the repr of its bytes
+    log = core.read_namespaced_pod_log("launcher", namespace, _preload_content=False).data.decode()
+    results = [line.removeprefix("RESULT ") for line in log.splitlines() if line.startswith("RESULT ")]
+    assert len(results) == 1, log[-6000:]
+    outcome = json.loads(results[0])
+    assert outcome["success"] and outcome["tuned"] == ["forest", "linear"], log[-4000:]
+    assert "forest: searching in pod, inputs s3://" in log  # the candidate pod's log, streamed to the step's
+    model_key = f"in-pod/steps/{outcome['run_id']}/pods/forest/candidate.joblib"
+    head = pods_s3.client().head_object(Bucket=bucket.name, Key=model_key)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
+    assert pods_left(namespace) == []
+
+
+def wait_for(condition, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds:g} s for {what}"
+        time.sleep(1)
