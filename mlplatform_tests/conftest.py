@@ -129,14 +129,18 @@ def use_s3_server(server: S3Server, config_dir: Path, monkeypatch: pytest.Monkey
     import fsspec.config
     import s3fs
 
+    from mlplatform.resources.object_storage import s3_client
+
     # the encryption a test's settings configure (resources.object_storage) ends with the test
     monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     for name, value in server.environment(config_dir).items():
         monkeypatch.setenv(name, value)
-    # s3fs caches filesystem instances by their arguments, not by the environment they were built in.
+    # s3fs caches filesystem instances by their arguments, not by the environment they were built in; so does the
+    # IO manager its boto3 clients (by endpoint and region, None taking the environment of the first call).
     s3fs.S3FileSystem.clear_instance_cache()
+    s3_client.cache_clear()
 
 
 # The real Dagster UI stack (see mlplatform_tests/servers_dagster.py), started once per session for the
