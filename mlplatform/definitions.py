@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from mlplatform.defs import monitoring
 from mlplatform.defs.automation.alerts import alert_sensors
@@ -35,7 +36,8 @@ from mlplatform.resources import (
     ModelRegistry,
     ProjectSpecResource,
 )
-from mlplatform.resources.object_storage import configure_object_storage
+from mlplatform.resources.object_storage import configure_object_storage, encryption_arguments
+from mlplatform.resources.pods import CandidatePods
 from mlplatform.resources.predictions import PredictionLogs
 from mlplatform.settings import Settings
 
@@ -60,9 +62,18 @@ def build_resources(settings: Settings) -> dict[str, object]:
     resources: dict[str, object] = {
         "project": ProjectSpecResource(spec_path=str(settings.spec_path)),
         "artifacts": ArtifactStore(root=settings.artifact_root),
-        "io_manager": ArtifactIOManager(root=settings.artifact_root),
+        "io_manager": ArtifactIOManager(
+            root=settings.artifact_root,
+            encryption=encryption_arguments(settings),
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+        ),
         "registry": ModelRegistry.for_settings(settings),
         "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
+        "candidate_pods": CandidatePods.for_settings(settings),
+        # dagster-aws's client (the new-data sensor's), from boto's own chain (environment, profile, IAM role): no
+        # key in code or spec.
+        "s3": S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region),
         "prediction_logs": PredictionLogs(folder=str(settings.prediction_log)),
     }
     if settings.deploy == "local":

@@ -22,6 +22,12 @@
 | MLPLATFORM_UI_URL | the Dagster UI's address, for links to runs in alerts | http://127.0.0.1:3000 |
 | MLPLATFORM_LOG_FORMAT | ``json``: the runs' JSON log lines go to stdout as well as to the file (containers) | text |
 | MLPLATFORM_DAGSTER_CONFIG | a dagster.yaml for the instance (``deploy/dagster.yaml``: Postgres, S3) | the project's |
+| MLPLATFORM_POD_IMAGE | the image of a candidate's own pod (``resources.pod``) if none named | DAGSTER_CURRENT_IMAGE |
+| MLPLATFORM_POD_NAMESPACE | the Kubernetes namespace of those pods | the run's own in a cluster, else default |
+
+Those pods get the object-storage settings of the process that launches them (MLPLATFORM_S3_SSE,
+MLPLATFORM_S3_KMS_KEY_ID, and AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 when set),
+never its credentials: those come from the pod's service account (an IAM role) or the Secrets the spec names.
 
 The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
 in the bento's own folder, so relative paths would point there):
@@ -52,6 +58,8 @@ Deploy = Literal["local", "k8s", "none"]
 Auth = Literal["token", "off"]
 LogFormat = Literal["text", "json"]
 Encryption = Literal["AES256", "aws:kms"]
+# Where S3 is and how to reach it, but no credential: what a candidate's pod is given of this process's environment.
+FORWARDED_TO_PODS = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
 class SettingsError(ValueError):
@@ -81,6 +89,9 @@ class Settings:
     kube_context: str | None = None
     kubeconfig: str | None = None  # KUBECONFIG; None: ~/.kube/config, or in a pod its ServiceAccount
     k8s_service_url: str | None = None  # None: the Service's ClusterIP (from a pod, or a host on the pod network)
+    pod_image: str | None = None  # MLPLATFORM_POD_IMAGE, else DAGSTER_CURRENT_IMAGE
+    pod_namespace: str | None = None  # MLPLATFORM_POD_NAMESPACE; None: Dagster Pipes finds the run's own
+    aws_environment: tuple[tuple[str, str], ...] = ()  # FORWARDED_TO_PODS, those set, as (name, value)
 
     @classmethod
     def from_env(
@@ -154,6 +165,9 @@ class Settings:
             kube_context=environ.get("MLPLATFORM_KUBE_CONTEXT") or None,
             kubeconfig=environ.get("KUBECONFIG") or None,
             k8s_service_url=(environ.get("MLPLATFORM_K8S_SERVICE_URL") or "").rstrip("/") or None,
+            pod_image=environ.get("MLPLATFORM_POD_IMAGE") or environ.get("DAGSTER_CURRENT_IMAGE") or None,
+            pod_namespace=environ.get("MLPLATFORM_POD_NAMESPACE") or None,
+            aws_environment=tuple((name, environ[name]) for name in FORWARDED_TO_PODS if environ.get(name)),
         )
 
     @property
@@ -187,6 +201,31 @@ class Settings:
         if self.env == "cloud":
             return f"s3://{self.bucket}/{self.prefix}"
         return str(self.home / "artifacts")
+
+    @property
+    def s3_endpoint_url(self) -> str | None:
+        """The S3 API the environment names (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL): MinIO, moto; None: AWS."""
+        named = dict(self.aws_environment)
+        return named.get("AWS_ENDPOINT_URL_S3") or named.get("AWS_ENDPOINT_URL")
+
+    @property
+    def s3_region(self) -> str | None:
+        named = dict(self.aws_environment)
+        return named.get("AWS_REGION") or named.get("AWS_DEFAULT_REGION")
+
+    @property
+    def pod_environment(self) -> dict[str, str]:
+        """What a candidate's pod is given of this process's environment: where S3 is, and how to encrypt."""
+        environment = {
+            **dict(self.aws_environment),
+            "MLPLATFORM_ENV": self.env,
+            "MLPLATFORM_S3_SSE": self.s3_encryption,
+        }
+        if self.s3_kms_key_id:
+            environment["MLPLATFORM_S3_KMS_KEY_ID"] = self.s3_kms_key_id
+        if self.bucket:
+            environment["MLPLATFORM_BUCKET"] = self.bucket
+        return environment
 
     @property
     def model_store_root(self) -> str | None:

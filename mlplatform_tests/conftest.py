@@ -117,19 +117,30 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture
 def s3_bucket(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Bucket]:
     """A new bucket, with the environment pointing boto3 and s3fs at the server (AWS_ENDPOINT_URL_S3)."""
+    import s3fs
+
+    use_s3_server(s3_server, tmp_path, monkeypatch)
+    yield S3Bucket.create(s3_server)
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def use_s3_server(server: S3Server, config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point boto3 and s3fs at ``server`` for the rest of the test (AWS_ENDPOINT_URL_S3, fake credentials)."""
     import fsspec.config
     import s3fs
+
+    from mlplatform.resources.object_storage import s3_client
 
     # the encryption a test's settings configure (resources.object_storage) ends with the test
     monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in s3_server.environment(tmp_path).items():
+    for name, value in server.environment(config_dir).items():
         monkeypatch.setenv(name, value)
-    # s3fs caches filesystem instances by their arguments, not by the environment they were built in.
+    # s3fs caches filesystem instances by their arguments, not by the environment they were built in; so does the
+    # IO manager its boto3 clients (by endpoint and region, None taking the environment of the first call).
     s3fs.S3FileSystem.clear_instance_cache()
-    yield S3Bucket.create(s3_server)
-    s3fs.S3FileSystem.clear_instance_cache()
+    s3_client.cache_clear()
 
 
 # The real Dagster UI stack (see mlplatform_tests/servers_dagster.py), started once per session for the

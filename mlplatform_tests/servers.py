@@ -96,23 +96,24 @@ class S3Bucket:
 
 
 @contextmanager
-def running_moto_server(log_dir: Path) -> Iterator[S3Server]:
-    """moto's S3 server as a subprocess on a free port; stopped (terminate, then kill) on exit."""
+def running_moto_server(log_dir: Path, host: str = "127.0.0.1") -> Iterator[S3Server]:
+    """moto's S3 server as a subprocess on a free port of ``host`` (the local cluster's
+    ``$MLPLATFORM_HOST_FROM_PODS`` for a server its pods use); stopped (terminate, then kill) on exit."""
     log_path = log_dir / "moto_server.log"
     with log_path.open("ab") as log:
         process, port = _serve_on_a_free_port(
             "moto's server",
             lambda port: subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
+                [sys.executable, "-m", "moto.server", "--host", host, "--port", str(port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             ),
-            lambda port: _answers_http(f"http://127.0.0.1:{port}/moto-api/"),
+            lambda port: _answers_http(f"http://{host}:{port}/moto-api/"),
             MOTO_START_SECONDS,
             log_path,
         )
         try:
-            yield S3Server(f"http://127.0.0.1:{port}")
+            yield S3Server(f"http://{host}:{port}")
         finally:
             _stop(process, signal.SIGTERM, MOTO_STOP_SECONDS)
 

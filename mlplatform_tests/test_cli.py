@@ -40,6 +40,21 @@ def test_check_spec_accepts_the_bundled_example(tmp_path: Path) -> None:
     assert "k8s       2 pod(s), 2-4 at 70% CPU; 250m/512Mi requested, 1/1Gi limit; ClusterIP" in done.stdout
 
 
+def test_check_spec_shows_a_candidates_own_pod(tmp_path: Path) -> None:
+    spec = tmp_path / "pod.yaml"
+    spec.write_text(
+        "name: demo\nproblem: {task: classification, target: y}\nsource: {uri: data.csv}\n"
+        "training:\n  candidates:\n    linear: {estimator: logistic_regression}\n"
+        "    boosted: {estimator: hist_gradient_boosting, resources: {pod: {cpu: 2, memory: 4Gi, gpu: 1}}}\n"
+    )
+    done = mlplatform("check-spec", str(spec), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "linear (logistic_regression, 10 trials), " in done.stdout
+    assert "boosted (hist_gradient_boosting, 10 trials, in its own pod: the platform's image, 2 CPU, 4Gi, 1 GPU)" in (
+        done.stdout
+    )
+
+
 def test_check_spec_names_the_field_and_value(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text("name: demo\nproblem: {task: clasification, target: y}\nsource: {uri: 'ftp://host/x.csv'}\n")

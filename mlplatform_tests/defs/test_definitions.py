@@ -173,6 +173,18 @@ def test_cloud_settings_point_artifacts_at_the_bucket() -> None:
     assert Settings.from_env({}).model_store_root is None  # locally BentoML's home is the store
 
 
+def kms_cloud_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Cloud settings on the bucket ``models`` with KMS encryption (key-1), and ``environ`` besides."""
+    cloud = {
+        "MLPLATFORM_ENV": "cloud",
+        "MLPLATFORM_BUCKET": "models",
+        "MLPLATFORM_HOME": "/tmp/unused",
+        "MLPLATFORM_S3_SSE": "aws:kms",
+        "MLPLATFORM_S3_KMS_KEY_ID": "key-1",
+    }
+    return Settings.from_env({**cloud, **(environ or {})})
+
+
 def test_cloud_resources_keep_models_in_the_bucket_and_encrypt_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
     import fsspec.config
 
@@ -180,15 +192,7 @@ def test_cloud_resources_keep_models_in_the_bucket_and_encrypt_every_write(monke
     from mlplatform.resources.model_store import BentoMLStore, ExportedModelStore
 
     monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)  # restored after the test
-    settings = Settings.from_env(
-        {
-            "MLPLATFORM_ENV": "cloud",
-            "MLPLATFORM_BUCKET": "models",
-            "MLPLATFORM_HOME": "/tmp/unused",
-            "MLPLATFORM_S3_SSE": "aws:kms",
-            "MLPLATFORM_S3_KMS_KEY_ID": "key-1",
-        }
-    )
+    settings = kms_cloud_settings()
 
     store = build_resources(settings)["registry"].for_project("penguins").store
 
@@ -214,3 +218,33 @@ def test_the_api_token_reaches_the_deployment_as_an_env_var_never_as_a_value(mon
 
     assert isinstance(serving.api_token, dg.EnvVar) and serving.api_token.env_var_name == "MLPLATFORM_API_TOKEN"
     assert serving.process_config_and_initialize().deployment().token() == "s3cret-value"
+
+
+def test_the_s3_clients_take_endpoint_region_and_encryption_from_the_settings_and_no_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fsspec.config
+
+    from mlplatform.definitions import build_resources
+
+    monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)  # build_resources configures s3fs for the process
+    settings = kms_cloud_settings(
+        {
+            "AWS_ENDPOINT_URL": "http://every-service:9000",
+            "AWS_ENDPOINT_URL_S3": "http://s3-only:9000",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY",
+            "AWS_SECRET_ACCESS_KEY": "secret-access-value",
+        }
+    )
+
+    resources = build_resources(settings)
+
+    io_manager, s3 = resources["io_manager"], resources["s3"]
+    assert (io_manager.endpoint_url, io_manager.region_name) == ("http://s3-only:9000", "eu-west-1")
+    assert io_manager.encryption == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "key-1"}
+    assert (s3.endpoint_url, s3.region_name) == ("http://s3-only:9000", "eu-west-1")
+    assert (s3.aws_access_key_id, s3.aws_secret_access_key, s3.aws_session_token) == (None, None, None)
+    shown = repr(resources)  # resource config shows in the UI
+    assert "AKIAEXAMPLEKEY" not in shown and "secret-access-value" not in shown
