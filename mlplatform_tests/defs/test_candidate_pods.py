@@ -21,7 +21,7 @@ from mlplatform.lib.spec import load_spec
 from mlplatform.lib.training import candidates
 from mlplatform.resources.pods import PodError
 from mlplatform.settings import Settings
-from mlplatform_tests.cluster import local_cluster, local_cluster_script, user_code_image
+from mlplatform_tests.cluster import user_code_image
 from mlplatform_tests.conftest import BENTOML_HOME, EXAMPLE_CSV, use_s3_server
 from mlplatform_tests.servers import FAKE_CREDENTIALS, S3Bucket, S3Server, running_moto_server
 
@@ -78,13 +78,12 @@ def test_a_pod_needs_an_artifact_store_pods_can_reach(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[dict[str, str]]:
-    if local_cluster_script() is None:
-        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Kubernetes to launch pods on")
-    with local_cluster() as environment, pytest.MonkeyPatch.context() as patch:
-        for name, value in environment.items():
+def cluster(cluster_environment: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The session's cluster, its environment set for this module (the step's PipesK8sClient reads it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in cluster_environment.items():
             patch.setenv(name, value)
-        yield environment
+        yield cluster_environment
 
 
 @pytest.fixture(scope="module")
