@@ -280,3 +280,26 @@ def test_deploy_rolls_the_champion_out_again(cluster: Cluster, promoted: dict) -
     after = cluster.deployer().current("penguins")
     assert after.model_tag == champion and after.revision > before.revision and after.ready_replicas == 2
     assert f"kubernetes    {cluster.namespace}/penguins-predictor serves {champion}" in done.stdout
+
+
+def test_the_api_token_is_found_nowhere_after_the_whole_run(cluster: Cluster, promoted: dict) -> None:
+    """After every deployment above: the token the Secret holds is in no file of the home (run and step logs,
+    the server logs, the instance's storage, anything written to disk), in no stored event or asset metadata,
+    in no layer of the images deployed, and in no live Deployment (pods read it from the Secret)."""
+    from kubernetes import client
+
+    from mlplatform.cli import opened_instance
+    from mlplatform_tests import secrets as leaks
+
+    secret = {"MLPLATFORM_API_TOKEN": cluster.token}
+    found = leaks.in_files(cluster.home, secret)
+    with opened_instance(cluster.home / "dagster") as instance:
+        found += leaks.in_event_log(instance, secret)
+    for deployed in (promoted["first"], promoted["second"]):
+        found += leaks.in_image(deployed["image_digest"], secret)
+    apps = client.AppsV1Api(cluster.deployer().api)
+    for deployment in apps.list_namespaced_deployment(cluster.namespace).items:
+        text = json.dumps(cluster.deployer().api.sanitize_for_serialization(deployment))
+        found += leaks.in_texts({f"deployment {deployment.metadata.name}": text}, secret)
+
+    assert found == [], "the API token was written where it should not be:\n" + "\n".join(found)
