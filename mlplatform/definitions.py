@@ -106,6 +106,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             {"start_method": {"forkserver": {"preload_modules": ["mlplatform.definitions"]}}},
             name="multiprocess_forkserver",
         )
+    elif settings.executor == "k8s":
+        # Each step a Kubernetes Job of its own, in the run's image, namespace, service account, environment and
+        # security context (the K8sRunLauncher's): a candidate search gets its pod, and the cores and memory the
+        # spec's training.resources ask for (the dagster-k8s/config tags on its step).
+        from dagster_k8s import k8s_job_executor
+
+        executor = k8s_job_executor
     domains = [
         data_assets,
         quality_assets,
@@ -145,7 +152,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     triggers = build_triggers(spec.automation, ingest=ingest, train=train, run_config=run_config)
     return dg.Definitions(
-        assets=with_freshness([*dg.load_assets_from_modules(domains), *deployment], spec.monitoring.freshness),
+        assets=with_freshness(
+            [*dg.load_assets_from_modules(domains), training_assets.candidate_models_for(spec.training), *deployment],
+            spec.monitoring.freshness,
+        ),
         asset_checks=dg.load_asset_checks_from_modules([quality_checks, registry_checks, drift_monitoring]),
         jobs=[
             *deploy_jobs,

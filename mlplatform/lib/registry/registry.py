@@ -152,8 +152,10 @@ def read_version(model_dir: str | Path) -> tuple[TrainedModel, dict]:
 
 
 def spec_hash(spec: ProjectSpec) -> str:
-    """A hash of the spec's meaning (its parsed values, not its comments or layout)."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A hash of the spec's meaning (its parsed values, not its comments or layout). The pods' sizes
+    (``training.resources``) are left out: they change where a search runs, not the model it makes."""
+    meaning = spec.model_dump(mode="json", exclude={"training": {"resources"}})
+    canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
