@@ -96,23 +96,24 @@ class S3Bucket:
 
 
 @contextmanager
-def running_moto_server(log_dir: Path) -> Iterator[S3Server]:
-    """moto's S3 server as a subprocess on a free port; stopped (terminate, then kill) on exit."""
+def running_moto_server(log_dir: Path, host: str = "127.0.0.1") -> Iterator[S3Server]:
+    """moto's S3 server as a subprocess on a free port of ``host`` (another address than loopback, such as
+    the local cluster's $MLPLATFORM_HOST_FROM_PODS, for pods to reach); stopped (terminate, then kill) on exit."""
     log_path = log_dir / "moto_server.log"
     with log_path.open("ab") as log:
         process, port = _serve_on_a_free_port(
             "moto's server",
             lambda port: subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
+                [sys.executable, "-m", "moto.server", "--host", host, "--port", str(port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             ),
-            lambda port: _answers_http(f"http://127.0.0.1:{port}/moto-api/"),
+            lambda port: _answers_http(f"http://{host}:{port}/moto-api/"),
             MOTO_START_SECONDS,
             log_path,
         )
         try:
-            yield S3Server(f"http://127.0.0.1:{port}")
+            yield S3Server(f"http://{host}:{port}")
         finally:
             _stop(process, signal.SIGTERM, MOTO_STOP_SECONDS)
 
@@ -196,9 +197,11 @@ class PostgresServer:
 
 
 @contextmanager
-def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
-    """A new PostgreSQL cluster (``initdb``) served by ``postgres`` on a free port, its Unix socket in the
-    cluster's folder; stopped (fast shutdown, then kill) and deleted on exit. The cluster lives in a folder of
+def running_postgres(bin_dir: Path, host: str = "127.0.0.1") -> Iterator[PostgresServer]:
+    """A new PostgreSQL cluster (``initdb``) served by ``postgres`` on a free port of ``host``, its Unix socket in
+    the cluster's folder; stopped (fast shutdown, then kill) and deleted on exit. On another address than
+    loopback (the local cluster's $MLPLATFORM_HOST_FROM_PODS, say) it accepts password logins from the networks
+    that address is on, such as the pods'. The cluster lives in a folder of
     its own under the system's temporary folder rather than pytest's, which only root may enter when the
     server runs as another user."""
     account = pwd.getpwnam(POSTGRES_USER_WHEN_ROOT) if os.geteuid() == 0 else None
@@ -207,7 +210,9 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
     try:
         if account:
             os.chown(root, account.pw_uid, account.pw_gid)
-        server = PostgresServer(port=0, user="mlplatform", password=secrets.token_urlsafe(16), log_path=root / "log")
+        server = PostgresServer(
+            port=0, user="mlplatform", password=secrets.token_urlsafe(16), log_path=root / "log", host=host
+        )
         password_file = root / "password"
         password_file.write_text(server.password)
         if account:
@@ -218,6 +223,9 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
         if done.returncode != 0:
             raise RuntimeError(f"initdb exited {done.returncode}:\n{done.stdout}{done.stderr}")
         password_file.unlink()
+        if host != "127.0.0.1":  # initdb lets in only loopback clients
+            with (root / "data" / "pg_hba.conf").open("a") as rules:
+                rules.write("host all all samenet scram-sha-256\n")
         with server.log_path.open("ab") as log:
             process, port = _serve_on_a_free_port(
                 "postgres",
