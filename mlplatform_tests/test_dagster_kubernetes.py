@@ -79,6 +79,10 @@ def test_a_run_on_kubernetes_runs_each_step_in_its_own_pod_against_postgres_and_
         wait_for_run(dagster, run_id, timeout=RUN_SECONDS)
         jobs = dagster.get("jobs", "-l", f"dagster/run-id={run_id}")
         pods = dagster.get("pods", "-l", f"dagster/run-id={run_id}")
+        everything_but_secrets = [dagster.get(kind) for kind in ("configmaps", "deployments", "jobs", "pods")]
+
+    # The password reached the pods only through the Secret: no object spells it out.
+    assert postgres.password not in json.dumps(everything_but_secrets)
 
     # The database has the run, finished, and its steps' events.
     assert rows(postgres, database, "SELECT status FROM runs WHERE run_id = %s", run_id) == [("SUCCESS",)]
