@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     with common.workdir(args.workdir, "mlplatform-bench-k8s-") as folder:
         measured = measure(args, folder)
     report(measured)
-    print(f"\nall measurements: {common.save_results(args.results, 'kubernetes', measured)}")
+    print(f"\nall measurements: {common.save_results(args.results, 'k8s_run', measured)}")
     differing = mismatches(measured)
     if not differing:
         print(

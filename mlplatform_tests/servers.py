@@ -206,7 +206,8 @@ def running_postgres(bin_dir: Path, host: str = "127.0.0.1") -> Iterator[Postgre
     server runs as another user."""
     account = pwd.getpwnam(POSTGRES_USER_WHEN_ROOT) if os.geteuid() == 0 else None
     as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
-    root = Path(tempfile.mkdtemp(prefix="mlplatform-pg-"))
+    # /tmp itself, not $TMPDIR: a test's TMPDIR may be inside a folder only root may enter (test_bench's is)
+    root = Path(tempfile.mkdtemp(prefix="mlplatform-pg-", dir="/tmp" if account else None))
     try:
         if account:
             os.chown(root, account.pw_uid, account.pw_gid)
