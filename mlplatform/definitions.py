@@ -36,7 +36,7 @@ from mlplatform.resources import (
 )
 from mlplatform.resources.object_storage import configure_object_storage
 from mlplatform.resources.predictions import PredictionLogs
-from mlplatform.settings import Settings
+from mlplatform.settings import Settings, SettingsError
 
 MATERIALIZE_ALL = "materialize_all"
 INGEST_BATCH = "ingest_batch"
@@ -223,6 +223,13 @@ def job(name: str, home: str, spec_path: str) -> dg.JobDefinition:
 
 def reconstructable_job(name: str, settings: Settings):
     """The job ``name`` for these settings, as ``dagster.execute_job`` runs it (and rebuilds it in each step's
-    process under the multiprocess executor)."""
+    process under the multiprocess executor). Refused under MLPLATFORM_EXECUTOR=k8s, whose steps are Kubernetes Jobs
+    of a run that K8sRunLauncher started on the cluster: a command runs its jobs on this machine."""
+    if settings.executor == "k8s":
+        raise SettingsError(
+            "MLPLATFORM_EXECUTOR=k8s runs each step as a Kubernetes Job of a run launched on the cluster "
+            "(deploy/README.md, 'Dagster on Kubernetes'); a command runs its jobs on this machine: use in_process "
+            "or multiprocess"
+        )
     arguments = {"name": name, "home": str(settings.home), "spec_path": str(settings.spec_path)}
     return dg.build_reconstructable_job(__name__, "job", reconstructable_kwargs=arguments)
