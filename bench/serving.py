@@ -283,7 +283,11 @@ def start_servers(workdir: Path, service_dir: Path, stack: ExitStack) -> tuple[l
     saved = save_penguins_model(home)
     bento_tag = bentos.build(saved.tag, bentoml_home=home, service_dir=service_dir)
     print(f"model {saved.tag}, bento {bento_tag}; {common.machine()}")
-    environment = {"MLPLATFORM_API_TOKEN": TOKEN, "MLPLATFORM_PREDICTION_LOG": str(workdir / "predictions")}
+    environment = {
+        "MLPLATFORM_API_TOKEN": TOKEN,
+        "MLPLATFORM_PREDICTION_LOG": str(workdir / "predictions"),
+        "MLPLATFORM_SERVE_WORKERS": "1",  # one process a side: the stacks compared, not the process counts
+    }
     served = bentos.serve(
         bento_tag, port=free_port(), bentoml_home=home, log_path=workdir / "bento.log", environment=environment
     )

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        if args.command in ("models", "promote", "rollback", "reproduce", "serve", "manifests"):
+        if args.command in ("models", "promote", "rollback", "reproduce", "serve", "manifests", "status"):
             args.settings = _settings(args.home, args.spec)
         return handlers[args.command](args)
     except Exception as exc:
@@ -89,9 +89,10 @@ def _refusals() -> tuple[type[Exception], ...]:
     from mlplatform.lib.deployment.kubernetes import ManifestError
     from mlplatform.lib.registry.registry import RegistryError
     from mlplatform.resources.kubernetes_api import ClusterError
+    from mlplatform.resources.kubernetes_deploy import DeployError
     from mlplatform.settings import SettingsError
 
-    return (SpecError, SettingsError, RegistryError, UnknownDataVersion, ManifestError, ClusterError)
+    return (SpecError, SettingsError, RegistryError, UnknownDataVersion, ManifestError, ClusterError, DeployError)
 
 
 def _check_spec(args: argparse.Namespace) -> int:
@@ -118,7 +119,7 @@ def _check_spec(args: argparse.Namespace) -> int:
     print(f"  quality   {contract}; profile {learned}; {expectations} expectation(s) of your own")
     chosen = candidates.candidates(spec)
     budgets = ", ".join(
-        f"{name} ({c.estimator}, {c.trials} trials{f', <= {c.seconds:g} s' if c.seconds else ''})"
+        f"{name} ({c.estimator}, {c.trials} trials{f', <= {c.seconds:g} s' if c.seconds else ''}{_in_pod(c)})"
         for name, c in chosen.items()
     )
     print(f"  training  {budgets}; {spec.training.cv_folds}-fold cross-validation, seed {spec.training.seed}")
@@ -133,6 +134,16 @@ def _check_spec(args: argparse.Namespace) -> int:
     print(f"  k8s       {size.replicas} pod(s), {scaling}; {resources}; {size.service_type}")
     print("  (columns and the source itself are checked at the first ingestion)")
     return 0
+
+
+def _in_pod(candidate) -> str:
+    """How check-spec names a candidate's own pod (``resources.pod``); nothing for a search in its step."""
+    pod = candidate.resources.pod
+    if pod is None:
+        return ""
+    asked = [f"{pod.cpu} CPU" if pod.cpu else "", pod.memory or "", f"{pod.gpu} GPU" if pod.gpu else ""]
+    image = pod.image or "the platform's image"
+    return f", in its own pod: {image}{''.join(f', {part}' for part in asked if part)}"
 
 
 def _settings(home: Path | None, spec: Path | None):

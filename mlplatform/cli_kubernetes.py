@@ -1,5 +1,10 @@
 """``mlplatform manifests``: the champion's Kubernetes manifests written as YAML, applied to nothing. The image
-is the champion's as ``model_image`` last pushed it, pinned by digest; the sizing is the spec's ``deployment``."""
+is the champion's as ``model_image`` last pushed it, pinned by digest; the sizing is the spec's ``deployment``.
+
+``mlplatform deploy --target k8s``: the champion's bento, image and Deployment made again through the Dagster job
+``deploy_champion`` (so the UI records it as a materialization of ``kubernetes_deployment``), rolled back when
+the new version fails; ``mlplatform status``: what the cluster serves; ``mlplatform rollback --target k8s``: the
+Deployment back to its previous revision (``kubectl rollout undo``), the champion pointer left as it is."""
 
 from __future__ import annotations
 
@@ -33,7 +38,79 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         default=None,
         help="with --discover: the cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config)",
     )
-    return {"manifests": _manifests}
+    deploy = commands.add_parser(
+        "deploy", parents=[common], help="build, push and roll out the champion (rolled back if it fails)"
+    )
+    deploy.add_argument(
+        "--target",
+        choices=["k8s", "local"],
+        default=None,
+        help="k8s: a Deployment in $MLPLATFORM_K8S_NAMESPACE; local: bentoml serve (default: $MLPLATFORM_DEPLOY)",
+    )
+    commands.add_parser("status", parents=[common], help="what the cluster serves: model, image, revision, pods")
+    return {"manifests": _manifests, "deploy": _deploy, "status": _status}
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    import os
+
+    from mlplatform.cli import _settings
+    from mlplatform.cli_serving import _deploy_champion
+
+    if args.target:
+        # the job's processes build their settings from this environment (definitions.job)
+        os.environ["MLPLATFORM_DEPLOY"] = args.target
+    settings = _settings(args.home, args.spec)
+    if settings.deploy == "none":
+        print("error: MLPLATFORM_DEPLOY=none: say where with --target k8s or --target local", file=sys.stderr)
+        return 2
+    return _deploy_champion(settings)
+
+
+def cluster_target(settings):
+    from mlplatform.resources import KubernetesServing
+
+    return KubernetesServing.for_settings(settings).target()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from mlplatform.lib.spec import load_spec
+
+    settings = args.settings
+    project = load_spec(settings.spec_path).name
+    target = cluster_target(settings)
+    release = target.current(project)
+    if release is None:
+        print(f"nothing of {project!r} is deployed in namespace {target.namespace}")
+        return 0
+    print(f"{release.namespace}/{release.name} serves {release.model_tag or '(no model tag)'}")
+    print(f"  revision  {release.revision}")
+    print(f"  image     {release.image}")
+    print(f"  pods      {release.ready_replicas} of {release.replicas} ready ({release.updated_replicas} updated)")
+    print(f"  service   {release.url}")
+    if release.rollback_reason:
+        print(f"  ROLLED BACK: the last deploy failed and was undone: {release.rollback_reason}")
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    """``mlplatform rollback --target k8s``: the Deployment's previous revision back, waited for."""
+    from mlplatform.lib.spec import load_spec
+
+    if args.tag:
+        print("error: --target k8s rolls back to the previous revision: name no model tag", file=sys.stderr)
+        return 2
+    settings = args.settings
+    project = load_spec(settings.spec_path).name
+    target = cluster_target(settings)
+    before = target.current(project)
+    serving = target.rollback(project, reason=f"by hand: {args.reason}")
+    was = f"{before.model_tag}, revision {before.revision}" if before else "nothing"
+    where = f"{serving.namespace}/{serving.name}"
+    print(f"{where} serves {serving.model_tag} again, revision {serving.revision} (was {was})")
+    print(f"  image  {serving.image}; {serving.ready_replicas} of {serving.replicas} pods ready")
+    print("  the champion pointer is unchanged: `mlplatform rollback` without --target k8s moves it")
+    return 0
 
 
 def _manifests(args: argparse.Namespace) -> int:

@@ -21,6 +21,12 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     rollback.add_argument("tag", nargs="?", default="", help="an earlier version (default: the previous champion)")
     rollback.add_argument("--reason", required=True, help="why (recorded with the change)")
     rollback.add_argument("--by", default=None, help="who asks (default: the current user)")
+    rollback.add_argument(
+        "--target",
+        choices=["champion", "k8s"],
+        default="champion",
+        help="champion: move the champion pointer and redeploy (default); k8s: undo the cluster's last rollout only",
+    )
 
     reproduce = commands.add_parser(
         "reproduce", parents=[common], help="retrain at a model's recorded data version and compare its metrics"
@@ -93,6 +99,10 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    if args.target == "k8s":
+        from mlplatform import cli_kubernetes
+
+        return cli_kubernetes.rollback(args)
     return _change_champion(args, {"tag": args.tag, "rollback": True})
 
 

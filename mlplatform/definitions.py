@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from mlplatform.defs import monitoring
 from mlplatform.defs.automation.alerts import alert_sensors
@@ -30,11 +31,13 @@ from mlplatform.resources import (
     ArtifactStore,
     Compute,
     ImageRegistry,
+    KubernetesServing,
     LocalServing,
     ModelRegistry,
     ProjectSpecResource,
 )
-from mlplatform.resources.object_storage import configure_object_storage
+from mlplatform.resources.object_storage import configure_object_storage, encryption_arguments
+from mlplatform.resources.pods import CandidatePods
 from mlplatform.resources.predictions import PredictionLogs
 from mlplatform.settings import Settings, SettingsError
 
@@ -59,13 +62,24 @@ def build_resources(settings: Settings) -> dict[str, object]:
     resources: dict[str, object] = {
         "project": ProjectSpecResource(spec_path=str(settings.spec_path)),
         "artifacts": ArtifactStore(root=settings.artifact_root),
-        "io_manager": ArtifactIOManager(root=settings.artifact_root),
+        "io_manager": ArtifactIOManager(
+            root=settings.artifact_root,
+            encryption=encryption_arguments(settings),
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+        ),
         "registry": ModelRegistry.for_settings(settings),
         "compute": Compute(parallel_steps=settings.executor == "multiprocess"),
+        "candidate_pods": CandidatePods.for_settings(settings),
+        # dagster-aws's client (the new-data sensor's), from boto's own chain (environment, profile, IAM role): no
+        # key in code or spec.
+        "s3": S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region),
         "prediction_logs": PredictionLogs(folder=str(settings.prediction_log)),
     }
     if settings.deploy == "local":
         resources["local_serving"] = LocalServing.for_settings(settings)
+    if settings.deploy == "k8s":
+        resources["kubernetes"] = KubernetesServing.for_settings(settings)
     if settings.image_registry:
         resources["images"] = ImageRegistry(registry=settings.image_registry, bentoml_home=str(settings.bentoml_home))
     return resources
@@ -73,12 +87,15 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 def deployment_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
     """The bento whenever something consumes it; the image only with a registry to push it to (building one
-    needs a Docker engine); the local server unless MLPLATFORM_DEPLOY=none."""
+    needs a Docker engine); the local server with MLPLATFORM_DEPLOY=local, the Kubernetes Deployment of the
+    image with MLPLATFORM_DEPLOY=k8s (which needs the registry)."""
     chosen = []
     if settings.image_registry:
         chosen.append(deployment_assets.model_image)
     if settings.deploy == "local":
         chosen.append(deployment_assets.local_deployment)
+    if settings.deploy == "k8s":
+        chosen.append(deployment_assets.kubernetes_deployment)
     return [deployment_assets.prediction_bento, *chosen] if chosen else []
 
 

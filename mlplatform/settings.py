@@ -11,13 +11,23 @@
 | MLPLATFORM_S3_SSE | server-side encryption of every object written: ``AES256`` or ``aws:kms`` | AES256 |
 | MLPLATFORM_S3_KMS_KEY_ID | the KMS key of ``aws:kms`` (the account's AWS-managed key when unset) | — |
 | MLPLATFORM_EXECUTOR | ``in_process``, ``multiprocess`` or ``k8s`` (a pod per step, with K8sRunLauncher) | in_process |
-| MLPLATFORM_DEPLOY | ``local`` (the champion served by ``bentoml serve``) or ``none`` | local; none in cloud |
+| MLPLATFORM_DEPLOY | ``local`` (bentoml serve), ``k8s`` (needs MLPLATFORM_REGISTRY), ``none`` | local (cloud: none) |
+| MLPLATFORM_K8S_NAMESPACE | with ``k8s``: the namespace the champion is deployed to (it must exist) | default |
+| MLPLATFORM_KUBE_CONTEXT | with ``k8s``: the kubeconfig context to use | the kubeconfig's current one |
+| KUBECONFIG | with ``k8s``: the cluster's kubeconfig (inside a pod: the pod's own ServiceAccount) | ~/.kube/config |
+| MLPLATFORM_K8S_SERVICE_URL | with ``k8s``: where this process reaches the Service (a port-forward) | its ClusterIP |
 | MLPLATFORM_SERVE_PORT | the local deployment's port on 127.0.0.1 (the Dagster UI has 3000) | 3001 |
 | MLPLATFORM_REGISTRY | an image registry (host:port): adds the container image asset, which needs a Docker engine | — |
 | MLPLATFORM_ALERT_WEBHOOK | where alerts are POSTed (a Slack incoming webhook or any JSON endpoint) | — (log only) |
 | MLPLATFORM_UI_URL | the Dagster UI's address, for links to runs in alerts | http://127.0.0.1:3000 |
 | MLPLATFORM_LOG_FORMAT | ``json``: the runs' JSON log lines go to stdout as well as to the file (containers) | text |
 | MLPLATFORM_DAGSTER_CONFIG | a dagster.yaml for the instance (``deploy/dagster.yaml``: Postgres, S3) | the project's |
+| MLPLATFORM_POD_IMAGE | the image of a candidate's own pod (``resources.pod``) if none named | DAGSTER_CURRENT_IMAGE |
+| MLPLATFORM_POD_NAMESPACE | the Kubernetes namespace of those pods | the run's own in a cluster, else default |
+
+Those pods get the object-storage settings of the process that launches them (MLPLATFORM_S3_SSE,
+MLPLATFORM_S3_KMS_KEY_ID, and AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 when set),
+never its credentials: those come from the pod's service account (an IAM role) or the Secrets the spec names.
 
 The prediction service (``bentos/predictor``) reads its own, in ``ServingSettings`` (a served bento imports it
 in the bento's own folder, so relative paths would point there):
@@ -33,6 +43,7 @@ in the bento's own folder, so relative paths would point there):
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,10 +54,12 @@ from mlplatform.lib.spec import default_spec_path
 API_TOKEN = "MLPLATFORM_API_TOKEN"
 Environment = Literal["local", "cloud"]
 Executor = Literal["in_process", "multiprocess", "k8s"]
-Deploy = Literal["local", "none"]
+Deploy = Literal["local", "k8s", "none"]
 Auth = Literal["token", "off"]
 LogFormat = Literal["text", "json"]
 Encryption = Literal["AES256", "aws:kms"]
+# Where S3 is and how to reach it, but no credential: what a candidate's pod is given of this process's environment.
+FORWARDED_TO_PODS = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
 class SettingsError(ValueError):
@@ -72,6 +85,13 @@ class Settings:
     s3_encryption: Encryption = "AES256"
     s3_kms_key_id: str | None = None
     dagster_config: Path | None = None  # MLPLATFORM_DAGSTER_CONFIG; None: the project's own dagster.yaml
+    k8s_namespace: str = "default"
+    kube_context: str | None = None
+    kubeconfig: str | None = None  # KUBECONFIG; None: ~/.kube/config, or in a pod its ServiceAccount
+    k8s_service_url: str | None = None  # None: the Service's ClusterIP (from a pod, or a host on the pod network)
+    pod_image: str | None = None  # MLPLATFORM_POD_IMAGE, else DAGSTER_CURRENT_IMAGE
+    pod_namespace: str | None = None  # MLPLATFORM_POD_NAMESPACE; None: Dagster Pipes finds the run's own
+    aws_environment: tuple[tuple[str, str], ...] = ()  # FORWARDED_TO_PODS, those set, as (name, value)
 
     @classmethod
     def from_env(
@@ -93,8 +113,18 @@ class Settings:
         if env == "cloud" and not bucket:
             raise SettingsError("MLPLATFORM_ENV=cloud needs MLPLATFORM_BUCKET, the bucket that holds artifacts")
         deploy = environ.get("MLPLATFORM_DEPLOY") or ("local" if env == "local" else "none")
-        if deploy not in ("local", "none"):
-            raise SettingsError(f"MLPLATFORM_DEPLOY={deploy!r}: use 'local' or 'none'")
+        if deploy not in ("local", "k8s", "none"):
+            raise SettingsError(f"MLPLATFORM_DEPLOY={deploy!r}: use 'local', 'k8s' or 'none'")
+        if deploy == "k8s" and not environ.get("MLPLATFORM_REGISTRY"):
+            raise SettingsError(
+                "MLPLATFORM_DEPLOY=k8s needs MLPLATFORM_REGISTRY, the image registry the cluster pulls the champion's "
+                "image from"
+            )
+        namespace = environ.get("MLPLATFORM_K8S_NAMESPACE") or "default"
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+            raise SettingsError(
+                f"MLPLATFORM_K8S_NAMESPACE={namespace!r}: not a namespace name (lower case, digits, '-')"
+            )
         port = environ.get("MLPLATFORM_SERVE_PORT", "3001")
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError(f"MLPLATFORM_SERVE_PORT={port!r}: use a TCP port number (1-65535)")
@@ -131,6 +161,13 @@ class Settings:
             s3_encryption=encryption,
             s3_kms_key_id=kms_key_id,
             dagster_config=Path(dagster_config).expanduser().resolve() if dagster_config else None,
+            k8s_namespace=namespace,
+            kube_context=environ.get("MLPLATFORM_KUBE_CONTEXT") or None,
+            kubeconfig=environ.get("KUBECONFIG") or None,
+            k8s_service_url=(environ.get("MLPLATFORM_K8S_SERVICE_URL") or "").rstrip("/") or None,
+            pod_image=environ.get("MLPLATFORM_POD_IMAGE") or environ.get("DAGSTER_CURRENT_IMAGE") or None,
+            pod_namespace=environ.get("MLPLATFORM_POD_NAMESPACE") or None,
+            aws_environment=tuple((name, environ[name]) for name in FORWARDED_TO_PODS if environ.get(name)),
         )
 
     @property
@@ -166,6 +203,31 @@ class Settings:
         return str(self.home / "artifacts")
 
     @property
+    def s3_endpoint_url(self) -> str | None:
+        """The S3 API the environment names (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL): MinIO, moto; None: AWS."""
+        named = dict(self.aws_environment)
+        return named.get("AWS_ENDPOINT_URL_S3") or named.get("AWS_ENDPOINT_URL")
+
+    @property
+    def s3_region(self) -> str | None:
+        named = dict(self.aws_environment)
+        return named.get("AWS_REGION") or named.get("AWS_DEFAULT_REGION")
+
+    @property
+    def pod_environment(self) -> dict[str, str]:
+        """What a candidate's pod is given of this process's environment: where S3 is, and how to encrypt."""
+        environment = {
+            **dict(self.aws_environment),
+            "MLPLATFORM_ENV": self.env,
+            "MLPLATFORM_S3_SSE": self.s3_encryption,
+        }
+        if self.s3_kms_key_id:
+            environment["MLPLATFORM_S3_KMS_KEY_ID"] = self.s3_kms_key_id
+        if self.bucket:
+            environment["MLPLATFORM_BUCKET"] = self.bucket
+        return environment
+
+    @property
     def model_store_root(self) -> str | None:
         """Where model versions are kept beside this process's BentoML home, as exported archives any machine can
         import: the bucket in the cloud; None locally, where BentoML's home is the store."""
@@ -192,6 +254,13 @@ class ServingSettings:
     auth: Auth
     prediction_log: Path
     model_tag: str | None = None
+    # rows waiting for the model beyond which a request is refused with 503 (lib/serving/batching.py)
+    max_queued_rows: int = 20_000
+    # seconds a prediction's body may take to arrive before the request is refused with 408 (lib/serving/guard.py)
+    body_seconds: float = 10.0
+    # worker processes of the server, each with its own copy of the model: two where there are two cores, so
+    # that a worker's crash leaves one answering while the process manager starts it again
+    workers: int = field(default_factory=lambda: default_workers())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServingSettings:
@@ -206,6 +275,9 @@ class ServingSettings:
             .expanduser()
             .resolve(),
             model_tag=environ.get("MLPLATFORM_MODEL_TAG") or None,
+            max_queued_rows=_positive(environ, "MLPLATFORM_MAX_QUEUED_ROWS", cls.max_queued_rows, int),
+            body_seconds=_positive(environ, "MLPLATFORM_BODY_SECONDS", cls.body_seconds, float),
+            workers=_positive(environ, "MLPLATFORM_SERVE_WORKERS", default_workers(), int),
         )
 
     def require_token(self) -> str | None:
@@ -218,3 +290,24 @@ class ServingSettings:
                 "(set MLPLATFORM_AUTH=off to run without authentication on purpose)"
             )
         return self.api_token
+
+
+def _positive(environ: Mapping[str, str], name: str, default, kind: type):
+    """A positive number of ``kind`` from the environment, ``default`` when unset; a clear error otherwise."""
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or value != value or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r}: use a positive {kind.__name__}")
+    return value
+
+
+def default_workers() -> int:
+    """Two serving workers where the process may use two cores (its affinity and cgroup quota), else one."""
+    from mlplatform.lib.training.threads import usable_cores  # here: the training package imports scikit-learn
+
+    return min(2, usable_cores())

@@ -67,13 +67,18 @@ def serving_lines(instance: dg.DagsterInstance, settings: Settings) -> str:
     elif served:
         token = served["token"]
         reader = f"$(cat {token})" if token != "MLPLATFORM_API_TOKEN" else "$MLPLATFORM_API_TOKEN"
-        lines.append(f"  serving       {served['url']} serves {served['model_tag']} (docs: {served['url']}/docs)")
+        lines.append(f"  serving       {served['url']} serves {served['model_tag']} (docs: {served['url']}/)")
         lines.append(f'                curl -H "Authorization: Bearer {reader}" \\')
         lines.append(f"                  -H 'Content-Type: application/json' {served['url']}/predict \\")
         lines.append(f"                  -d '{served['example_row']}'")
     image = latest_metadata(instance, "model_image")
     if image:
         lines.append(f"  image         {image['image']} ({image['digest']})")
+    cluster = latest_metadata(instance, "kubernetes_deployment")
+    if cluster:
+        where = f"{cluster['namespace']}/{cluster['deployment']}"
+        ready = f"{cluster['replicas_ready']} ready"
+        lines.append(f"  kubernetes    {where} serves {cluster['model_tag']}, revision {cluster['revision']}, {ready}")
     return "".join(f"{line}\n" for line in lines)
 
 

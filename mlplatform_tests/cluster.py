@@ -64,3 +64,64 @@ def local_cluster() -> Iterator[dict[str, str]]:
     finally:
         if not already_up:
             subprocess.run([script, "down"], capture_output=True, timeout=300)
+
+
+def derived_image(digest: str, registry: str, repository: str, *instructions: str) -> str:
+    """``digest``'s image with ``instructions`` (Dockerfile lines) on top, pushed to ``registry`` as
+    ``repository``; its digest. One thin layer, so it builds in seconds where `bentoml containerize` takes
+    minutes: a version of a bento that fails on purpose, or the same bento as another image."""
+    reference = f"{registry}/{repository}:{digest.rsplit(':', 1)[1][:12]}"
+    dockerfile = "\n".join([f"FROM {digest}", *instructions]) + "\n"
+    steps = ((["build", "--network=host", "-t", reference, "-"], dockerfile), (["push", reference], None))
+    for command, stdin in steps:
+        done = subprocess.run(["docker", *command], input=stdin, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise ClusterError(f"docker {' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    inspected = subprocess.run(
+        ["docker", "image", "inspect", reference, "--format", "{{index .RepoDigests 0}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if inspected.returncode != 0:
+        raise ClusterError(f"docker image inspect {reference} failed:\n{inspected.stderr[-2000:]}")
+    return inspected.stdout.strip()
+
+
+# What the user-code image (deploy/Dockerfile) is built from: its tag is a hash of these, so a session builds it
+# once, and a later session with the same code reuses the image the engine already holds.
+IMAGE_SOURCES = ("deploy/Dockerfile", "pyproject.toml", "uv.lock", "README.md", "dagster.yaml", "workspace.yaml")
+IMAGE_FOLDERS = ("mlplatform", "bentos")
+BUILD_SECONDS = 1800
+
+
+def image_source_hash(root: Path = PROJECT_ROOT) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [root / name for name in IMAGE_SOURCES]
+    for folder in IMAGE_FOLDERS:
+        files += sorted(p for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def user_code_image(registry: str, root: Path = PROJECT_ROOT) -> str:
+    """The platform's image (deploy/Dockerfile) built from this checkout on the cluster's engine and pushed to
+    ``registry``; built only when the engine lacks this code's tag."""
+    reference = f"{registry}/mlplatform:src-{image_source_hash(root)}"
+    if subprocess.run(["docker", "image", "inspect", reference], capture_output=True).returncode != 0:
+        build = subprocess.run(
+            ["docker", "build", "--network=host", "-f", "deploy/Dockerfile", "-t", reference, "."],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_SECONDS,
+        )
+        if build.returncode != 0:
+            raise ClusterError(f"docker build of {reference} failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
+    push = subprocess.run(["docker", "push", reference], capture_output=True, text=True, timeout=BUILD_SECONDS)
+    if push.returncode != 0:
+        raise ClusterError(f"docker push {reference} failed:\n{push.stderr[-3000:]}")
+    return reference

@@ -117,19 +117,30 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture
 def s3_bucket(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Bucket]:
     """A new bucket, with the environment pointing boto3 and s3fs at the server (AWS_ENDPOINT_URL_S3)."""
+    import s3fs
+
+    use_s3_server(s3_server, tmp_path, monkeypatch)
+    yield S3Bucket.create(s3_server)
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def use_s3_server(server: S3Server, config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point boto3 and s3fs at ``server`` for the rest of the test (AWS_ENDPOINT_URL_S3, fake credentials)."""
     import fsspec.config
     import s3fs
+
+    from mlplatform.resources.object_storage import s3_client
 
     # the encryption a test's settings configure (resources.object_storage) ends with the test
     monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in s3_server.environment(tmp_path).items():
+    for name, value in server.environment(config_dir).items():
         monkeypatch.setenv(name, value)
-    # s3fs caches filesystem instances by their arguments, not by the environment they were built in.
+    # s3fs caches filesystem instances by their arguments, not by the environment they were built in; so does the
+    # IO manager its boto3 clients (by endpoint and region, None taking the environment of the first call).
     s3fs.S3FileSystem.clear_instance_cache()
-    yield S3Bucket.create(s3_server)
-    s3fs.S3FileSystem.clear_instance_cache()
+    s3_client.cache_clear()
 
 
 # The real Dagster UI stack (see mlplatform_tests/servers_dagster.py), started once per session for the
@@ -182,3 +193,27 @@ def materialized_run(dagster_ui: DagsterServers) -> str:
     run_id = launch_materialize_all(dagster_ui, tags={"mlplatform/launched_by": "pytest"})
     wait_for_run(dagster_ui, run_id)
     return run_id
+
+
+# The machine's local cluster (see mlplatform_tests/cluster.py): brought up once for the `cluster` tier and
+# down at the end of the session, when the session brought it up.
+from mlplatform_tests.cluster import local_cluster, local_cluster_script  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cluster_environment() -> Iterator[dict[str, str]]:
+    """The cluster's export lines (KUBECONFIG, DOCKER_HOST, MLPLATFORM_REGISTRY, MLPLATFORM_HOST_FROM_PODS...).
+    A user points the tier at kind or EKS by setting MLPLATFORM_LOCAL_CLUSTER to a script that prints theirs."""
+    if local_cluster_script() is None:  # a machine without the workplace's cluster script cannot run these
+        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Docker engine or Kubernetes")
+    with local_cluster() as environment:
+        yield environment
+
+
+@pytest.fixture
+def cluster(cluster_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The cluster's environment, set in this process for the test (docker, kubectl and the kubernetes client
+    read it from there)."""
+    for name, value in cluster_environment.items():
+        monkeypatch.setenv(name, value)
+    return cluster_environment

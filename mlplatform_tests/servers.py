@@ -97,8 +97,8 @@ class S3Bucket:
 
 @contextmanager
 def running_moto_server(log_dir: Path, host: str = "127.0.0.1") -> Iterator[S3Server]:
-    """moto's S3 server as a subprocess on a free port of ``host`` (another address than loopback, such as
-    the local cluster's $MLPLATFORM_HOST_FROM_PODS, for pods to reach); stopped (terminate, then kill) on exit."""
+    """moto's S3 server as a subprocess on a free port of ``host`` (the local cluster's
+    ``$MLPLATFORM_HOST_FROM_PODS`` for a server its pods use); stopped (terminate, then kill) on exit."""
     log_path = log_dir / "moto_server.log"
     with log_path.open("ab") as log:
         process, port = _serve_on_a_free_port(

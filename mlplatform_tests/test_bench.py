@@ -15,13 +15,25 @@ import pytest
 
 from bench import common
 from bench.common import Target
-from mlplatform_tests.cluster import local_cluster_script
 
-BENCHES = ["automation", "drift", "pipeline", "quality", "search", "serving", "threads"]
+# rollout and k8s_run need a Kubernetes cluster, Docker and a registry: the cluster tier (the local cluster)
+ON_A_CLUSTER = [pytest.mark.slow, pytest.mark.cluster]
+BENCHES = [
+    "automation",
+    "drift",
+    "pipeline",
+    "quality",
+    "search",
+    "serving",
+    "threads",
+    pytest.param("rollout", marks=ON_A_CLUSTER),
+    pytest.param("k8s_run", marks=ON_A_CLUSTER),
+]
+CLUSTER_BENCHES = {"rollout", "k8s_run"}
 SMOKE_SECONDS = 240  # each takes 10-60 s on 2 shared cores; far more means something hangs
 # automation trains twice per side and starts the Dagster stack: about 2 minutes on 2 shared cores
-LONGER = {"automation": 480}
-KUBERNETES_SMOKE_SECONDS = 1200  # image build (cached layers), three Deployments, a four-step run, then in-process
+LONGER = {"automation": 480, "rollout": 600}  # rollout: the graph with containerize, then 3 rollouts (~2 min)
+LONGER["k8s_run"] = 1200  # the user-code image (cached layers), three Deployments, a 4-step run (~80 s when built)
 RATIO_LINE = re.compile(r"^ratio .+: \d+\.\d+x", re.MULTILINE)
 
 
@@ -39,20 +51,9 @@ def processes_started_under(marker: str) -> list[psutil.Process]:
 
 
 @pytest.mark.parametrize("bench", BENCHES)
-def test_bench_smoke(bench: str, tmp_path: Path) -> None:
-    run_smoke(bench, tmp_path, LONGER.get(bench, SMOKE_SECONDS))
-
-
-@pytest.mark.slow
-@pytest.mark.cluster
-def test_kubernetes_bench_smoke(tmp_path: Path) -> None:
-    """bench/k8s_run.py needs the local cluster (its smoke size is one four-step run on it, about 3 minutes)."""
-    if local_cluster_script() is None:
-        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Kubernetes to measure on")
-    run_smoke("k8s_run", tmp_path, KUBERNETES_SMOKE_SECONDS)
-
-
-def run_smoke(bench: str, tmp_path: Path, timeout: float) -> None:
+def test_bench_smoke(bench: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if bench in CLUSTER_BENCHES:  # the session's cluster, up for the tier (a bench leaves up what it found up)
+        request.getfixturevalue("cluster_environment")
     marker = tmp_path / "tmp"  # every temporary folder of the bench and its children, and the mark of its processes
     marker.mkdir()
     prefixes = ("MLPLATFORM_", "DAGSTER_", "BENTOML_")
@@ -67,7 +68,7 @@ def run_smoke(bench: str, tmp_path: Path, timeout: float) -> None:
             env=env,
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=LONGER.get(bench, SMOKE_SECONDS),
             check=False,
         )
         output = done.stdout + done.stderr

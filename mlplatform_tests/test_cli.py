@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,21 @@ def test_check_spec_accepts_the_bundled_example(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "classification of 'species', optimising f1_macro" in done.stdout
     assert "k8s       2 pod(s), 2-4 at 70% CPU; 250m/512Mi requested, 1/1Gi limit; ClusterIP" in done.stdout
+
+
+def test_check_spec_shows_a_candidates_own_pod(tmp_path: Path) -> None:
+    spec = tmp_path / "pod.yaml"
+    spec.write_text(
+        "name: demo\nproblem: {task: classification, target: y}\nsource: {uri: data.csv}\n"
+        "training:\n  candidates:\n    linear: {estimator: logistic_regression}\n"
+        "    boosted: {estimator: hist_gradient_boosting, resources: {pod: {cpu: 2, memory: 4Gi, gpu: 1}}}\n"
+    )
+    done = mlplatform("check-spec", str(spec), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "linear (logistic_regression, 10 trials), " in done.stdout
+    assert "boosted (hist_gradient_boosting, 10 trials, in its own pod: the platform's image, 2 CPU, 4Gi, 1 GPU)" in (
+        done.stdout
+    )
 
 
 def test_check_spec_names_the_field_and_value(tmp_path: Path) -> None:
@@ -130,6 +146,14 @@ def test_run_serves_the_champion_and_serve_manages_the_server(tmp_path: Path) ->
         token = (tmp_path / "state" / "deployment" / "token").read_text()
         assert httpx.get(f"{url}/readyz").status_code == 200
         assert httpx.post(f"{url}/predict", json={}, headers={"Authorization": f"Bearer {token}"}).status_code == 400
+        bentos = tmp_path / "state" / "bentoml" / "bentos" / "predictor"
+        assert len([path for path in bentos.iterdir() if path.is_dir()]) == 1  # `serve` reused the run's bento
+
+        shutil.rmtree(tmp_path / "state")  # server.json and the token gone: the server is found from its port
+        stopped = mlplatform("serve", "--stop", "--home", "state", cwd=tmp_path, **serving)
+        assert stopped.returncode == 0 and f"{url} stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/readyz")
     finally:
         mlplatform("serve", "--stop", "--home", "state", cwd=tmp_path, **serving)
 

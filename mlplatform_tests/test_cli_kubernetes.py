@@ -143,3 +143,41 @@ def test_without_a_champion_it_says_how_to_get_one(tmp_path: Path, capsys) -> No
 
     assert "'nochampion' has no champion yet: run `" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def tiny_spec(tmp_path: Path) -> Path:
+    spec = tmp_path / "spec.yaml"
+    document = {"name": "p", "problem": {"task": "regression", "target": "y"}, "source": {"uri": "x.csv"}}
+    spec.write_text(yaml.safe_dump(document))
+    return spec
+
+
+def test_status_without_a_cluster_names_the_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    spec = tiny_spec(tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    monkeypatch.setenv("MLPLATFORM_DEPLOY", "k8s")
+    monkeypatch.setenv("MLPLATFORM_REGISTRY", "127.0.0.1:5000")
+
+    assert cli.main(["status", "--spec", str(spec), "--home", str(tmp_path / "home")]) == 2
+
+    assert f"error: kubeconfig {tmp_path / 'no-such-kubeconfig'}" in capsys.readouterr().err
+
+
+def test_a_kubernetes_rollback_goes_to_the_previous_revision_and_takes_no_model_tag(tmp_path: Path, capsys) -> None:
+    spec = tiny_spec(tmp_path)
+    arguments = ["--spec", str(spec), "--home", str(tmp_path / "home"), "--reason", "r", "--target", "k8s"]
+
+    assert cli.main(["rollback", "p:abc", *arguments]) == 2
+
+    assert "--target k8s rolls back to the previous revision: name no model tag" in capsys.readouterr().err
+
+
+def test_deploy_to_kubernetes_without_a_registry_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.delenv("MLPLATFORM_REGISTRY", raising=False)
+    monkeypatch.setenv("MLPLATFORM_DEPLOY", "none")
+
+    assert cli.main(["deploy", "--target", "k8s", "--spec", str(tiny_spec(tmp_path)), "--home", str(tmp_path)]) == 2
+
+    assert "MLPLATFORM_DEPLOY=k8s needs MLPLATFORM_REGISTRY" in capsys.readouterr().err

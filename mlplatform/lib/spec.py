@@ -259,6 +259,57 @@ class SearchRange(_Strict):
         return self
 
 
+class Toleration(_Strict):
+    """A Kubernetes toleration, as the pod spec writes it: lets the pod onto a tainted node (a GPU pool, say)."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    @model_validator(mode="after")
+    def _value_only_when_equal(self) -> Toleration:
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError(f"operator Exists takes no value (got {self.value!r}); use operator Equal")
+        if self.key is None and self.operator != "Exists":
+            raise ValueError("a toleration without a key must use operator Exists (it then tolerates every taint)")
+        return self
+
+
+class CandidatePod(_Strict):
+    """Run this candidate's search in a pod of its own, launched through Dagster Pipes (``PipesK8sClient``), for a
+    search that needs another image or a GPU node. The pod reads its inputs from, and writes its model to, the
+    artifact store, so that store must be object storage the pod can reach (``MLPLATFORM_ENV=cloud``)."""
+
+    image: str | None = None  # None: the platform's own image (MLPLATFORM_POD_IMAGE, else the run's image)
+    cpu: str | None = None  # requested: what the scheduler reserves for the search
+    memory: str | None = None  # requested, and the limit: a pod using more is killed, not the node
+    gpu: int = Field(default=0, ge=0)  # GPUs, as the limit of ``gpu_resource`` (extended resources have no requests)
+    gpu_resource: str = Field(default="nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    service_account: str | None = None  # e.g. one bound to an IAM role that may read and write the bucket
+    # Kubernetes Secrets whose keys become the pod's environment: how credentials reach it, never the spec.
+    env_from_secrets: tuple[str, ...] = ()
+    timeout_minutes: float = Field(default=24 * 60, gt=0)  # the pod is stopped and the step fails after this
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        text = str(value)  # YAML reads `cpu: 2` as a number
+        kubernetes_quantity(text)
+        return text
+
+
+class CandidateResources(_Strict):
+    """What a candidate's step runs on. ``pod``: its search in a pod of its own, through Dagster Pipes; left out,
+    the search runs in the step's own process, wherever the executor put it."""
+
+    pod: CandidatePod | None = None
+
+
 class Candidate(_Strict):
     """An estimator to try, by its name in the catalogue (mlplatform.lib.training.candidates), and how to tune it."""
 
@@ -267,6 +318,7 @@ class Candidate(_Strict):
     search: dict[str, SearchRange] | None = None  # None: the catalogue's default space
     trials: int = Field(default=10, ge=1)
     seconds: float | None = Field(default=None, gt=0)  # a cap: stops the search before a fold, marked
+    resources: CandidateResources = CandidateResources()
 
 
 class StepResources(_Strict):
@@ -435,6 +487,13 @@ class DeploymentSettings(_Strict):
     memory_limit: str = "1Gi"
     service_type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
     node_port: int | None = Field(default=None, ge=30000, le=32767)  # NodePort only; None: the cluster picks one
+    # The rollout the `kubernetes_deployment` asset watches, and undoes (back to the previous ReplicaSet) when the
+    # new pods are not all ready within rollout_timeout_seconds (the Deployment's progressDeadlineSeconds too),
+    # when a smoke prediction through the Service fails, or when more than max_error_rate of the requests it
+    # sends through the Service over the first watch_seconds fail.
+    rollout_timeout_seconds: int = Field(default=240, ge=10)
+    watch_seconds: int = Field(default=20, ge=0)
+    max_error_rate: float = Field(default=0.0, ge=0, lt=1)
 
     @field_validator("cpu", "memory", "cpu_limit", "memory_limit", mode="before")
     @classmethod

@@ -1,12 +1,12 @@
 """The outside systems, as Dagster resources: the spec file, the artifact storage, how asset values are stored,
 the model registry, the cores steps share, and where the champion is deployed. The adapters the deployment
 resources hand out live here too, Dagster-free: ``bentos`` (``bentoml build`` and ``bentoml serve`` processes),
-``local_server`` (the local deployment target), ``docker`` (images built and pushed) and ``kubernetes_api`` (which
-API versions a cluster serves)."""
+``local_server`` (the local deployment target), ``docker`` (images built and pushed), ``kubernetes_api`` (which
+API versions a cluster serves) and ``kubernetes_deploy`` (the champion rolled out, and back, on a cluster)."""
 
 from mlplatform.resources.artifacts import ArtifactIOManager, ArtifactStore
 from mlplatform.resources.compute import Compute
-from mlplatform.resources.deployment import ImageRegistry, LocalServing
+from mlplatform.resources.deployment import ImageRegistry, KubernetesServing, LocalServing
 from mlplatform.resources.project import ProjectSpecResource
 from mlplatform.resources.registry import ModelRegistry
 
@@ -15,6 +15,7 @@ __all__ = [
     "ArtifactStore",
     "Compute",
     "ImageRegistry",
+    "KubernetesServing",
     "LocalServing",
     "ModelRegistry",
     "ProjectSpecResource",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Callable
 
 import dagster as dg
 import joblib
@@ -17,6 +18,7 @@ from pydantic import Field
 from upath import UPath
 
 from mlplatform.lib.storage import is_local, write_atomically, write_parquet
+from mlplatform.resources.object_storage import ObjectStore, s3_client
 
 
 class ArtifactStore(dg.ConfigurableResource):
@@ -37,7 +39,8 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
     """Stores each asset's latest value under ``root``/assets: Parquet for DataFrames, joblib otherwise.
 
     Local files are written and read by pyarrow and joblib directly, without a copy of the whole value in
-    memory; object storage gets one PUT or GET per value.
+    memory, through a temporary name renamed into place. Under an ``s3://`` root each value is one PUT or GET
+    through a dagster-aws ``S3Resource`` client, every PUT with the ``encryption`` arguments.
     """
 
     root: str
@@ -46,6 +49,22 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         description="Step outputs inside graph-backed assets (tuned candidates) are kept per run for the last "
         "this many finished runs (re-executing a run from a failure reads them); older runs' are deleted.",
     )
+    encryption: dict[str, str] = Field(
+        default_factory=lambda: {"ServerSideEncryption": "AES256"},
+        description="Server-side encryption arguments of every PutObject under an s3:// root "
+        "(resources.object_storage.encryption_arguments of the settings).",
+    )
+
+    endpoint_url: str | None = Field(
+        default=None, description="The S3 API of an s3:// root (MinIO, moto); None: boto's own (AWS_ENDPOINT_URL_S3)."
+    )
+    region_name: str | None = Field(default=None, description="The bucket's region; None: boto's own (AWS_REGION).")
+
+    def _objects(self) -> ObjectStore:
+        # dagster-aws's client, made once per process (object_storage.s3_client) rather than given as a nested
+        # resource: an IO manager with a nested resource becomes a generator resource, which sensor contexts would
+        # then have to open as a context manager. Its credentials come from boto's chain, as the `s3` resource's.
+        return ObjectStore(s3_client(self.endpoint_url, self.region_name), self.encryption)
 
     def _base(self, context: dg.InputContext | dg.OutputContext) -> UPath:
         if context.has_asset_key:
@@ -56,12 +75,14 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         base = self._base(context)
-        if isinstance(obj, pd.DataFrame):
-            target = base.with_name(base.name + ".parquet")
-            write_atomically(target, lambda destination: write_parquet(obj, destination))
+        suffix, write = _format_of(obj)
+        target = base.with_name(base.name + suffix)
+        if is_local(target):
+            write_atomically(target, write)
         else:
-            target = base.with_name(base.name + ".joblib")
-            write_atomically(target, lambda destination: joblib.dump(obj, destination))
+            buffer = io.BytesIO()
+            write(buffer)
+            self._objects().put(str(target), buffer.getvalue())
         context.add_output_metadata({"path": dg.MetadataValue.path(str(target))})
         if not context.has_asset_key:
             self._forget_old_runs(context.step_context.instance)
@@ -70,7 +91,10 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         """Delete the step outputs of finished runs older than the last ``keep_runs``. Runs still going, and
         folders of runs this instance does not know (another instance may share the storage), are left alone."""
         steps = UPath(self.root) / "steps"
-        folders = {folder.name: folder for folder in steps.iterdir()} if steps.exists() else {}
+        if is_local(steps):
+            folders = {folder.name: str(folder) for folder in steps.iterdir()} if steps.exists() else {}
+        else:
+            folders = self._objects().folders(str(steps))
         if len(folders) <= self.keep_runs:
             return
         records = instance.get_run_records(dg.RunsFilter(run_ids=list(folders)))
@@ -78,20 +102,34 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         finished.sort(key=lambda record: record.end_time or record.create_timestamp.timestamp(), reverse=True)
         for record in finished[self.keep_runs :]:
             folder = folders[record.dagster_run.run_id]
-            if is_local(folder):
-                shutil.rmtree(folder.path, ignore_errors=True)
+            if is_local(steps):
+                shutil.rmtree(folder, ignore_errors=True)
             else:
-                folder.fs.rm(folder.path, recursive=True)
+                self._objects().delete_folder(folder)
 
     def load_input(self, context: dg.InputContext) -> object:
         base = self._base(context)
         parquet = base.with_name(base.name + ".parquet")
-        if parquet.exists():
-            return pd.read_parquet(parquet.path if is_local(parquet) else io.BytesIO(parquet.read_bytes()))
         stored = base.with_name(base.name + ".joblib")
-        if not stored.exists():
-            what = context.asset_key.to_user_string() if context.has_asset_key else "this step's input"
-            raise FileNotFoundError(
-                f"{what} has not been materialized under {self.root} (looked for {parquet} and {stored})"
-            )
-        return joblib.load(stored.path if is_local(stored) else io.BytesIO(stored.read_bytes()))
+        if is_local(base):
+            if parquet.exists():
+                return pd.read_parquet(parquet.path)
+            if stored.exists():
+                return joblib.load(stored.path)
+        else:
+            objects = self._objects()
+            for path, read in ((parquet, pd.read_parquet), (stored, joblib.load)):
+                payload = objects.get(str(path))
+                if payload is not None:
+                    return read(io.BytesIO(payload))
+        what = context.asset_key.to_user_string() if context.has_asset_key else "this step's input"
+        raise FileNotFoundError(
+            f"{what} has not been materialized under {self.root} (looked for {parquet} and {stored})"
+        )
+
+
+def _format_of(value: object) -> tuple[str, Callable[[str | io.BytesIO], None]]:
+    """How a value is stored: a DataFrame as Parquet, anything else with joblib; the suffix and the writer."""
+    if isinstance(value, pd.DataFrame):
+        return ".parquet", lambda destination: write_parquet(value, destination)
+    return ".joblib", lambda destination: joblib.dump(value, destination)

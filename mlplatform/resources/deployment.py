@@ -1,21 +1,25 @@
 """Where the champion goes after the registry: a deployment target that serves it, an image registry.
 
-Each resource hands out an adapter by the interface below, whose one kind today is local: ``bentoml serve`` on
-this machine (``local_server``), the Docker engine DOCKER_HOST names (``docker``). Another kind (a Kubernetes
-Deployment, a remote builder) is another class with the same methods, chosen by the resource's configuration,
-so the assets that call them do not change."""
+Each resource hands out an adapter by the interfaces below: ``bentoml serve`` on this machine
+(``local_server``), a Kubernetes Deployment of the champion's image (``kubernetes_deploy``), the Docker engine
+DOCKER_HOST names (``docker``). Another kind (a remote builder, another orchestrator) is another class with the
+same methods, chosen by the resource's configuration, so the assets that call them do not change."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import dagster as dg
 
 from mlplatform.resources import docker
 from mlplatform.resources.local_server import LocalDeployment, RunningServer
 from mlplatform.settings import API_TOKEN, Settings
+
+if TYPE_CHECKING:  # the kubernetes client is imported only by what deploys to a cluster
+    from mlplatform.lib.deployment.kubernetes import ModelDeployment
+    from mlplatform.resources import kubernetes_deploy
 
 
 class DeploymentTarget(Protocol):
@@ -36,6 +40,22 @@ class DeploymentTarget(Protocol):
     ) -> RunningServer: ...
 
     def stop(self) -> RunningServer | None: ...
+
+
+class ClusterTarget(Protocol):
+    """Serves an image on a cluster, rolled out in place of the one before and rolled back when it fails."""
+
+    namespace: str
+
+    def token(self) -> str: ...
+
+    def current(self, project: str) -> kubernetes_deploy.Release | None: ...
+
+    def deploy(
+        self, deployment: ModelDeployment, *, check: Callable[[str, str], None]
+    ) -> kubernetes_deploy.Outcome: ...
+
+    def rollback(self, project: str, *, reason: str) -> kubernetes_deploy.Release: ...
 
 
 class ImageBuilder(Protocol):
@@ -73,6 +93,36 @@ class LocalServing(dg.ConfigurableResource):
             bentoml_home=Path(self.bentoml_home),
             prediction_log=Path(self.prediction_log),
             api_token=self.api_token,
+        )
+
+
+class KubernetesServing(dg.ConfigurableResource):
+    """The champion as a Deployment in ``namespace`` of the cluster ``kubeconfig`` and ``context`` name (else
+    $KUBECONFIG, ~/.kube/config, or the pod's own ServiceAccount), its API token from MLPLATFORM_API_TOKEN."""
+
+    namespace: str = "default"
+    kubeconfig: str | None = None
+    context: str | None = None
+    service_url: str | None = None  # where this process reaches the Service; None: its ClusterIP
+    api_token: str | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> KubernetesServing:
+        return cls(
+            namespace=settings.k8s_namespace,
+            kubeconfig=settings.kubeconfig,
+            context=settings.kube_context,
+            service_url=settings.k8s_service_url,
+            # an EnvVar, not the value: Dagster resolves it at run time and never shows it in the UI
+            api_token=dg.EnvVar(API_TOKEN) if settings.api_token else None,
+        )
+
+    def target(self) -> ClusterTarget:
+        from mlplatform.resources import kubernetes_deploy
+
+        api = kubernetes_deploy.connect(self.kubeconfig, self.context)
+        return kubernetes_deploy.KubernetesDeployer(
+            api, self.namespace, token=self.api_token, service_url=self.service_url
         )
 
 

@@ -2,9 +2,12 @@
 run that started it, replaced when a new bento arrives.
 
 The running server is described by ``<folder>/server.json`` (process id and start time, so a reused pid is
-never mistaken for it, bento, model, URL, log). A replacement stops the running server, starts the new bento
-on the same port and waits for /readyz; when the new one does not come up, the previous bento is started
-again, so the last good model keeps serving, and the error quotes the new server's log."""
+never mistaken for it, bento, model, URL, log). When that file is gone (the home folder deleted under a running
+server), the server is found from its port: the ``bentoml serve`` process whose command line listens there.
+
+A replacement stops the running server, starts the new bento on the same port and waits for /readyz; when the
+new one does not come up, the previous bento is started again, so the last good model keeps serving, and the
+error quotes the new server's log."""
 
 from __future__ import annotations
 
@@ -78,10 +81,11 @@ class LocalDeployment:
         return None if self._api_token else self.folder / TOKEN_FILE
 
     def current(self) -> RunningServer | None:
-        """The server this folder started, if that very process is still alive."""
+        """The server this folder started, if that very process is still alive; without ``server.json``, the
+        ``bentoml serve`` on this host and port, if one runs."""
         path = self.folder / STATE_FILE
         if not path.exists():
-            return None
+            return serving_on(self.host, self.port)
         running = RunningServer(**json.loads(path.read_text()))
         return running if is_alive(running) else None
 
@@ -150,6 +154,27 @@ class LocalDeployment:
         )
         write_atomically(UPath(self.folder / STATE_FILE), json.dumps(asdict(running), indent=2).encode())
         return running
+
+
+def serving_on(host: str, port: int) -> RunningServer | None:
+    """The ``bentoml serve`` process started (by ``bentos.serve``) on ``host:port``, described from its command
+    line: what is known of a server whose ``server.json`` was lost. Its model is not known (``unknown``)."""
+    for process in psutil.process_iter(["cmdline", "create_time"]):
+        command = process.info["cmdline"] or []
+        if command[1:4] != ["-m", "bentoml", "serve"] or len(command) < 5:
+            continue
+        options = dict(zip(command[5::2], command[6::2], strict=False))
+        if options.get("--port") == str(port) and options.get("--host") == host:
+            return RunningServer(
+                pid=process.pid,
+                create_time=process.info["create_time"],
+                bento=command[4],
+                model_tag="unknown",
+                url=f"http://{host}:{port}",
+                log="",
+                started_at=datetime.fromtimestamp(process.info["create_time"], UTC).isoformat(timespec="seconds"),
+            )
+    return None
 
 
 def is_alive(running: RunningServer) -> bool:

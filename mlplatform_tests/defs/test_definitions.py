@@ -175,6 +175,18 @@ def test_cloud_settings_point_artifacts_at_the_bucket() -> None:
     assert Settings.from_env({}).model_store_root is None  # locally BentoML's home is the store
 
 
+def kms_cloud_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Cloud settings on the bucket ``models`` with KMS encryption (key-1), and ``environ`` besides."""
+    cloud = {
+        "MLPLATFORM_ENV": "cloud",
+        "MLPLATFORM_BUCKET": "models",
+        "MLPLATFORM_HOME": "/tmp/unused",
+        "MLPLATFORM_S3_SSE": "aws:kms",
+        "MLPLATFORM_S3_KMS_KEY_ID": "key-1",
+    }
+    return Settings.from_env({**cloud, **(environ or {})})
+
+
 def test_cloud_resources_keep_models_in_the_bucket_and_encrypt_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
     import fsspec.config
 
@@ -182,15 +194,7 @@ def test_cloud_resources_keep_models_in_the_bucket_and_encrypt_every_write(monke
     from mlplatform.resources.model_store import BentoMLStore, ExportedModelStore
 
     monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)  # restored after the test
-    settings = Settings.from_env(
-        {
-            "MLPLATFORM_ENV": "cloud",
-            "MLPLATFORM_BUCKET": "models",
-            "MLPLATFORM_HOME": "/tmp/unused",
-            "MLPLATFORM_S3_SSE": "aws:kms",
-            "MLPLATFORM_S3_KMS_KEY_ID": "key-1",
-        }
-    )
+    settings = kms_cloud_settings()
 
     store = build_resources(settings)["registry"].for_project("penguins").store
 
@@ -248,3 +252,33 @@ def test_without_training_resources_the_cluster_sizes_the_pods(write_spec, tmp_p
     steps = create_execution_plan(job).steps
     assert any(step.key.startswith("candidate_models.tune_candidate") for step in steps)
     assert not [step.key for step in steps if "dagster-k8s/config" in step.tags]
+
+
+def test_the_s3_clients_take_endpoint_region_and_encryption_from_the_settings_and_no_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fsspec.config
+
+    from mlplatform.definitions import build_resources
+
+    monkeypatch.delitem(fsspec.config.conf, "s3", raising=False)  # build_resources configures s3fs for the process
+    settings = kms_cloud_settings(
+        {
+            "AWS_ENDPOINT_URL": "http://every-service:9000",
+            "AWS_ENDPOINT_URL_S3": "http://s3-only:9000",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY",
+            "AWS_SECRET_ACCESS_KEY": "secret-access-value",
+        }
+    )
+
+    resources = build_resources(settings)
+
+    io_manager, s3 = resources["io_manager"], resources["s3"]
+    assert (io_manager.endpoint_url, io_manager.region_name) == ("http://s3-only:9000", "eu-west-1")
+    assert io_manager.encryption == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "key-1"}
+    assert (s3.endpoint_url, s3.region_name) == ("http://s3-only:9000", "eu-west-1")
+    assert (s3.aws_access_key_id, s3.aws_secret_access_key, s3.aws_session_token) == (None, None, None)
+    shown = repr(resources)  # resource config shows in the UI
+    assert "AKIAEXAMPLEKEY" not in shown and "secret-access-value" not in shown

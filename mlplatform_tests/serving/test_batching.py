@@ -71,3 +71,24 @@ class TestMicroBatcher:
         assert asyncio.run(batcher([{"x": 2}, {"x": 3}])) == [4, 6]
         assert sizes == [1, 2]
         batcher.close()
+
+    def test_past_its_bound_the_queue_refuses_at_once_and_recovers(self) -> None:
+        calls: list[int] = []
+        batcher = MicroBatcher(self.doubling(calls), max_queued_rows=4)
+
+        async def burst():
+            requests = [batcher([{"x": i}, {"x": i}]) for i in range(5)]  # 2 rows each: two fit while one runs
+            return await asyncio.gather(*requests, return_exceptions=True)
+
+        answers = asyncio.run(burst())
+
+        assert [type(a).__name__ if isinstance(a, Exception) else a for a in answers] == [
+            [0, 0],
+            [2, 2],
+            "Overloaded",
+            "Overloaded",
+            "Overloaded",
+        ]
+        assert batcher.queued_rows == 0
+        assert asyncio.run(batcher([{"x": 1}] * 9)) == [2] * 9  # larger than the bound, alone: it goes
+        batcher.close()

@@ -4,6 +4,7 @@ in place, and never left without a server when the replacement is bad."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -103,3 +104,18 @@ def test_a_given_token_is_used_and_not_written(tmp_path: Path) -> None:
 
     assert deployment.token() == "from-a-secret"
     assert deployment.token_path is None and not (deployment.folder / "token").exists()
+
+
+def test_a_server_whose_folder_was_deleted_is_found_from_its_port_and_stopped(
+    deployment: LocalDeployment, bento_tag: str
+) -> None:
+    running = deployment.deploy(bento_tag, "served-penguins:any")
+    workers = psutil.Process(running.pid).children(recursive=True)
+    shutil.rmtree(deployment.folder)  # server.json, token and logs gone, the server still running
+
+    found = deployment.current()
+    assert found is not None and (found.pid, found.bento, found.url) == (running.pid, bento_tag, running.url)
+
+    assert deployment.stop() == found
+    assert not psutil.pid_exists(running.pid) and not any(worker.is_running() for worker in workers)
+    assert deployment.current() is None

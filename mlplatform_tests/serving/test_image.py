@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from mlplatform.lib.serving.serving import request_rows
 from mlplatform.resources import docker
-from mlplatform_tests.cluster import local_cluster, local_cluster_script
 from mlplatform_tests.servers import free_port
 from mlplatform_tests.serving.conftest import TOKEN
 from mlplatform_tests.serving.models import SavedModel
@@ -29,16 +27,6 @@ def test_without_a_docker_cli_no_image_is_built(tmp_path, monkeypatch: pytest.Mo
 
 def test_image_references_are_named_after_the_bento() -> None:
     assert docker.image_reference("127.0.0.1:15000/", "predictor:abc123") == "127.0.0.1:15000/predictor:abc123"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[dict[str, str]]:
-    if local_cluster_script() is None:  # a machine without the workplace's cluster script cannot run these
-        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Docker engine to build with")
-    with local_cluster() as environment, pytest.MonkeyPatch.context() as patch:
-        for name, value in environment.items():
-            patch.setenv(name, value)
-        yield environment
 
 
 @pytest.mark.slow
@@ -84,6 +72,9 @@ def test_the_bento_image_is_pushed_and_answers_like_the_pipeline(
         assert answer.json()["model_tag"] == penguins_model.tag
         expected = penguins_model.model.pipeline.predict(penguins_model.inputs).tolist()
         assert [p["prediction"] for p in answer.json()["predictions"]] == expected
+        # the service's metrics, from the folder its workers share inside the container (guard.own_metrics_folder)
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        assert f'mlplatform_predictions_total{{endpoint="predict_batch",model_tag="{penguins_model.tag}"}}' in metrics
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
 

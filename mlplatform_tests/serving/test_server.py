@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from mlplatform.lib.serving import serving
 from mlplatform.lib.serving.prediction_log import read_prediction_log
 from mlplatform.lib.serving.serving import request_rows
+from mlplatform.resources import bentos
+from mlplatform.settings import ServingSettings
 from mlplatform_tests.serving.conftest import TOKEN, ServedBento, serve_bento
 from mlplatform_tests.serving.models import SavedModel
 
@@ -158,7 +161,8 @@ def test_metrics_count_predictions_per_model_tag(served_bento: ServedBento, peng
         "mlplatform_model_call_rows_count",
     ):
         assert any(line.startswith(name) and tag in line for line in metrics.splitlines()), name
-    assert "bentoml_service_request_total" in metrics  # BentoML's own
+    requests = 'mlplatform_http_requests_total{endpoint="/predict_batch",' + tag + ',status="200"}'
+    assert any(line.startswith(requests) for line in metrics.splitlines())  # in place of BentoML's, switched off
 
 
 def test_the_prediction_log_receives_the_rows(served_bento: ServedBento, penguins_model: SavedModel) -> None:
@@ -201,15 +205,15 @@ def test_each_answer_s_request_id_finds_its_rows_in_the_log(
     ]
 
 
-def test_without_a_token_the_server_never_serves(bento_tag: str, tmp_path: Path) -> None:
+def test_without_a_token_the_server_exits_once_with_the_reason(bento_tag: str, tmp_path: Path) -> None:
+    """No worker starts (and none restarts in a loop): `bentoml serve` itself exits non-zero, saying why."""
     with serve_bento(bento_tag, tmp_path, MLPLATFORM_API_TOKEN="") as server:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "MLPLATFORM_API_TOKEN is not set" not in server.log_tail():
-            time.sleep(0.2)
+        with pytest.raises(bentos.BentoError, match="exited with code [1-9]"):
+            server.wait_ready()
+        log = server.log_path.read_text()
 
-        assert "MLPLATFORM_API_TOKEN is not set" in server.log_tail()
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(server.url + "/readyz", timeout=2).raise_for_status()
+    assert log.count("MLPLATFORM_API_TOKEN is not set") == 1
+    assert "entry_service:Predictor" not in log  # no worker was started
 
 
 def test_the_service_logs_json_lines_with_its_model_tag(served_bento: ServedBento, penguins_model: SavedModel) -> None:
@@ -217,7 +221,27 @@ def test_the_service_logs_json_lines_with_its_model_tag(served_bento: ServedBent
     lines = served_bento.server.log_path.read_text(errors="replace").splitlines()
     ours = [json.loads(line) for line in lines if line.startswith('{"time"')]
 
-    [started] = [line for line in ours if line["message"].startswith("serving ")]
-    assert started["logger"] == "mlplatform.predictor" and started["level"] == "INFO"
-    assert started["model_tag"] == penguins_model.tag  # the bento's own version, not MLPLATFORM_MODEL_TAG
+    started = [line for line in ours if line["message"].startswith("serving ")]  # one line per worker
+    assert len(started) == ServingSettings.from_env({}).workers
+    assert {(line["logger"], line["level"]) for line in started} == {("mlplatform.predictor", "INFO")}
+    # the bento's own version, not MLPLATFORM_MODEL_TAG
+    assert {line["model_tag"] for line in started} == {penguins_model.tag}
     assert TOKEN not in "\n".join(lines)
+
+
+def test_another_server_of_the_same_home_leaves_this_one_s_metrics(
+    served_bento: ServedBento, penguins_model: SavedModel, bento_tag: str, tmp_path: Path
+) -> None:
+    """`bentoml serve` empties the BentoML home's metrics folder when it starts: each server keeps its own."""
+    assert post(served_bento, "/predict", request_rows(penguins_model.holdout, penguins_model.schema)[0]).is_success
+
+    def predicted() -> float:
+        metrics = httpx.get(served_bento.url + "/metrics", timeout=30).text
+        found = re.search(r'mlplatform_predictions_total\{endpoint="predict",model_tag="[^"]+"\} (\S+)', metrics)
+        return float(found.group(1)) if found else 0.0
+
+    before = predicted()
+    with serve_bento(bento_tag, tmp_path, MLPLATFORM_API_TOKEN="") as other, pytest.raises(bentos.BentoError):
+        other.wait_ready()  # it exits (no token), after BentoML emptied the home's metrics folder
+
+    assert before >= 1 and predicted() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +12,7 @@ from types import ModuleType
 import pytest
 from pydantic import ValidationError
 
+from mlplatform.lib.serving.batching import MicroBatcher
 from mlplatform.lib.serving.prediction_log import read_prediction_log
 from mlplatform.lib.serving.serving import request_rows
 from mlplatform.settings import SettingsError
@@ -117,3 +119,29 @@ def test_without_a_token_it_refuses_to_start(service_module: ModuleType, monkeyp
 
     with pytest.raises(SettingsError, match="MLPLATFORM_API_TOKEN is not set"):
         service_module.Predictor()
+
+
+def test_a_non_finite_answer_is_422_naming_the_inputs_and_never_logged(
+    service_module: ModuleType, penguins_model: SavedModel, service, tmp_path: Path
+) -> None:
+    """A model whose answer for a row is NaN (as a champion's was for inputs at the edge of floating point, in
+    issue #14; this test model stays finite there, so a stand-in predictor gives the NaN): the client gets a 422
+    naming the row's inputs, not a label, and nothing is logged as a prediction."""
+
+    def nan_for_the_second_row(rows: list[dict]) -> list[dict]:
+        answers = service.runner.predict_rows(rows)
+        answers[1] = {"prediction": "Adelie", "probabilities": {**answers[1]["probabilities"], "Adelie": float("nan")}}
+        return answers
+
+    service.batcher = MicroBatcher(nan_for_the_second_row)
+    good = request_rows(penguins_model.holdout, penguins_model.schema)[0]
+    rows = [service_module.Row(**good), service_module.Row(**{**good, "island": None})]
+
+    answer = asyncio.run(service.predict_batch(rows))
+    service.close()
+
+    assert answer.status_code == 422
+    detail = json.loads(answer.body)["detail"]
+    assert {(tuple(e["loc"][:2]), e["type"]) for e in detail} == {(("rows", 1), "non_finite_output")}
+    assert {e["loc"][2] for e in detail} == set(penguins_model.inputs.columns) - {"island"}  # those it was given
+    assert read_prediction_log(tmp_path / "log", penguins_model.project).empty

@@ -237,6 +237,49 @@ class TestServingSettings:
             ServingSettings.from_env({}).require_token()
         assert ServingSettings.from_env({"MLPLATFORM_AUTH": "off"}).require_token() is None
 
+    def test_queue_and_body_limits_come_from_the_environment(self) -> None:
+        settings = ServingSettings.from_env({"MLPLATFORM_MAX_QUEUED_ROWS": "7", "MLPLATFORM_BODY_SECONDS": "2.5"})
+
+        assert (settings.max_queued_rows, settings.body_seconds) == (7, 2.5)
+        for name, value in [("MLPLATFORM_MAX_QUEUED_ROWS", "0"), ("MLPLATFORM_BODY_SECONDS", "nan")]:
+            with pytest.raises(SettingsError, match=f"{name}='{value}': use a positive"):
+                ServingSettings.from_env({name: value})
+
     def test_an_unknown_auth_mode_is_refused(self) -> None:
         with pytest.raises(SettingsError, match="MLPLATFORM_AUTH='none'"):
             ServingSettings.from_env({"MLPLATFORM_AUTH": "none"})
+
+
+class TestInputRanges:
+    SCHEMA = {
+        "columns": [
+            {"name": "mass g", "kind": "number", "type": "float"},
+            {"name": "count", "kind": "number", "type": "integer"},
+            {"name": "kind", "kind": "category", "type": "str", "categories": ["a"]},
+        ]
+    }
+
+    def test_a_number_beyond_ten_training_spans_is_named(self) -> None:
+        reference = pd.DataFrame({"mass g": [10.0, 20.0], "count": [3, 3], "kind": ["a", "a"]})
+        ranges = serving.InputRanges.of(reference, self.SCHEMA)
+        rows = [
+            {"mass g": 120.0, "count": 33, "kind": "a"},  # both at the edge: 10 spans (a constant's span is its size)
+            {"mass g": 120.1, "count": None, "kind": "a"},
+            {"mass g": -1.7e308, "count": -28, "kind": "a"},
+        ]
+
+        assert ranges.far_outside(rows) == [(1, "mass g"), (2, "mass g"), (2, "count")]
+
+    def test_without_a_reference_nothing_is_refused(self) -> None:
+        assert serving.InputRanges.of(None, self.SCHEMA).far_outside([{"mass g": 1e308, "count": 1}]) == []
+
+
+def test_non_finite_answers_are_found() -> None:
+    answers = [
+        {"prediction": "a", "probabilities": {"a": 1.0, "b": 0.0}},
+        {"prediction": "a", "probabilities": {"a": float("nan"), "b": 0.0}},
+        {"prediction": float("inf"), "probabilities": None},
+        {"prediction": 2.5, "probabilities": None},
+    ]
+
+    assert serving.non_finite(answers) == [1, 2]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from mlplatform.defs.automation import REASON_TAG
 from mlplatform.defs.data.assets import NOTHING_NEW
@@ -24,6 +25,7 @@ from mlplatform.defs.monitoring import DRIFT_ASSET, PERFORMANCE_ASSET, RETRAIN, 
 from mlplatform.lib.automation import arrivals, retraining
 from mlplatform.lib.spec import Automation
 from mlplatform.resources import ArtifactStore, ProjectSpecResource
+from mlplatform.resources.object_storage import list_source_files
 
 NEW_DATA_SENSOR = "new_data"
 RETRAIN_SENSOR = "retrain"
@@ -67,7 +69,7 @@ def build_triggers(
         "run of its own, oldest first; the same content never twice.",
     )
     def new_data(
-        context: dg.SensorEvaluationContext, project: ProjectSpecResource, artifacts: ArtifactStore
+        context: dg.SensorEvaluationContext, project: ProjectSpecResource, artifacts: ArtifactStore, s3: S3Resource
     ) -> dg.SensorResult:
         spec = project.load()
         if spec.source.kind not in arrivals.WATCHED_KINDS:
@@ -75,7 +77,9 @@ def build_triggers(
                 skip_reason=f"a {spec.source.kind} source has no files to watch: run {ingest.name} yourself, or "
                 "on a schedule of your own",
             )
-        pending = arrivals.pending_batches(spec, ledger(artifacts))
+        # An S3 prefix is listed through dagster-aws's client (credentials from boto's chain, never the spec).
+        files = list_source_files(s3.get_client(), spec) if spec.source.kind == "s3" else None
+        pending = arrivals.pending_batches(spec, ledger(artifacts), files)
         requested = json.loads(context.cursor)["requested"] if context.cursor else []
         new, still_pending = arrivals.to_request(pending, requested)
         cursor = json.dumps({"requested": still_pending})

@@ -5,11 +5,13 @@ import dagster as dg
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
+from mlplatform.defs.training.pods import search_in_pod
 from mlplatform.lib.spec import StepResources, Training
 from mlplatform.lib.training import candidates, training
 from mlplatform.lib.training.candidates import TunedCandidate
 from mlplatform.lib.training.metrics import natural
-from mlplatform.resources import Compute, ProjectSpecResource
+from mlplatform.resources import ArtifactStore, Compute, ProjectSpecResource
+from mlplatform.resources.pods import CandidatePods
 
 
 @dg.op(out=dg.DynamicOut(str))
@@ -30,15 +32,27 @@ def tune_candidate(
     training_data: pd.DataFrame,
     project: ProjectSpecResource,
     compute: Compute,
-) -> TunedCandidate:
-    """Search one candidate's hyperparameters by cross-validation on the training split."""
+    artifacts: ArtifactStore,
+    candidate_pods: CandidatePods,
+) -> dg.Output[TunedCandidate]:
+    """Search one candidate's hyperparameters by cross-validation on the training split: in this step's process,
+    or in a pod of its own when the spec gives the candidate one (``resources.pod``)."""
     spec = project.load()
     chosen = candidates.candidates(spec)
     features = candidates.transformed(feature_pipeline, training_data)
-    threads = compute.threads(concurrent_steps=len(chosen), training_rows=len(training_data))
-    beside = f", beside {len(chosen) - 1} other search(es)" if compute.parallel_steps and len(chosen) > 1 else ""
-    context.log.info(f"{name}: {threads} thread(s) per fit on {len(training_data):,} training rows{beside}")
-    tuned = candidates.tune(name, chosen[name], features, training_data[spec.problem.target], spec, threads)
+    target = training_data[spec.problem.target]
+    pod, metadata = chosen[name].resources.pod, {}
+    if pod is not None:
+        context.log.info(f"{name}: searching in a pod of its own on {len(training_data):,} training rows")
+        # Dagster Pipes asks the step for its output explicitly (dg.Output), as it does below too.
+        tuned, metadata = search_in_pod(context, name, pod, features, target, spec, artifacts, candidate_pods)
+    else:
+        # the searches that share this machine's cores: a candidate in a pod of its own uses another's
+        here = [other for other in chosen.values() if other.resources.pod is None]
+        threads = compute.threads(concurrent_steps=len(here), training_rows=len(training_data))
+        beside = f", beside {len(here) - 1} other search(es)" if compute.parallel_steps and len(here) > 1 else ""
+        context.log.info(f"{name}: {threads} thread(s) per fit on {len(training_data):,} training rows{beside}")
+        tuned = candidates.tune(name, chosen[name], features, target, spec, threads)
     metric = spec.problem.primary_metric
     called = name if name == chosen[name].estimator else f"{name} ({chosen[name].estimator})"
     context.log.info(
@@ -51,7 +65,7 @@ def tune_candidate(
             f"search after {tuned.trials} of {tuned.trials_asked} trial(s): this result is not reproducible, a "
             "retrain on a faster or less busy machine may complete more trials and choose another model"
         )
-    return tuned
+    return dg.Output(tuned, metadata=metadata)
 
 
 @dg.op

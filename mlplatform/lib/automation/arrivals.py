@@ -24,12 +24,16 @@ class PendingBatch:
     batch_id: str  # the hash of its bytes
 
 
-def pending_batches(spec: ProjectSpec, ledger: batches.BatchLedger) -> list[PendingBatch]:
+def pending_batches(
+    spec: ProjectSpec, ledger: batches.BatchLedger, files: ingest.DataFiles | None = None
+) -> list[PendingBatch]:
     """The batches to ingest, oldest name first: each new file of a folder of batches (one per content, the
-    first name it landed under), or the whole source of a snapshot when its content is not the current one."""
+    first name it landed under), or the whole source of a snapshot when its content is not the current one.
+    ``files``: the source's files as the caller listed them (the sensor lists S3 through dagster-aws's client);
+    by default ``ingest.list_files``."""
     if spec.source.kind not in WATCHED_KINDS:
         raise ValueError(f"a {spec.source.kind} source ({spec.source.uri}) has no files to watch")
-    files = ingest.list_files(spec)
+    files = files or ingest.list_files(spec)
     landed = batches.landed_files(spec, ledger, files)
     if batches.appends(spec, files):
         first_of_each = {arrival.batch_id: arrival for arrival in reversed(batches.unknown(ledger, landed))}

@@ -192,6 +192,20 @@ class DataFiles:
     is_folder: bool
 
 
+def source_location(spec: ProjectSpec, source: Source, field: str = "source") -> str:
+    """Where a file or S3 source's files are: its URI with the environment's values, a path made absolute."""
+    uri = expand_env(source.uri, f"{field}.uri")
+    if source.kind != "file":
+        return uri
+    expanded_scheme = urlparse(uri).scheme
+    if len(expanded_scheme) > 1 and expanded_scheme != "file":  # one letter is a Windows drive
+        raise IngestionError(
+            f"{field}.uri {source.uri!r} reads as a path in the spec but becomes a {expanded_scheme}:// URL "
+            f"from the environment; write the scheme in the spec (e.g. s3://${{BUCKET}}/key)"
+        )
+    return str(spec.resolve_path(uri))
+
+
 def list_files(spec: ProjectSpec, source: Source | None = None, field: str = "source") -> DataFiles:
     """The data files of a file or S3 source, sorted by name; an error names the source if there are none.
     ``source`` is the spec's own unless another location of files is given (the labels', say), which errors
@@ -199,24 +213,14 @@ def list_files(spec: ProjectSpec, source: Source | None = None, field: str = "so
     import fsspec
 
     source = source or spec.source
-    uri = expand_env(source.uri, f"{field}.uri")
-    if source.kind == "file":
-        expanded_scheme = urlparse(uri).scheme
-        if len(expanded_scheme) > 1 and expanded_scheme != "file":  # one letter is a Windows drive
-            raise IngestionError(
-                f"{field}.uri {source.uri!r} reads as a path in the spec but becomes a {expanded_scheme}:// URL "
-                f"from the environment; write the scheme in the spec (e.g. s3://${{BUCKET}}/key)"
-            )
-        location = str(spec.resolve_path(uri))
-    else:
-        location = uri
+    location = source_location(spec, source, field)
     try:
         filesystem, path = fsspec.core.url_to_fs(location)
         # A long-running process (the Dagster daemon) must see what the source holds now, not a cached listing.
         filesystem.invalidate_cache()
         is_folder = filesystem.isdir(path)
         if is_folder:
-            files = sorted(f for f in filesystem.find(path) if _is_data_file(f, source.format))
+            files = sorted(f for f in filesystem.find(path) if is_data_file(f, source.format))
         elif filesystem.isfile(path):
             files = [path]
         else:
@@ -267,7 +271,9 @@ def _read_files(spec: ProjectSpec, source: Source) -> pd.DataFrame:
     return frame
 
 
-def _is_data_file(path: str, declared: str) -> bool:
+def is_data_file(path: str, declared: str) -> bool:
+    """Whether a file of a folder source is data: not hidden or temporary, and CSV, Parquet or JSON by its name
+    (any file, when the spec declares the format)."""
     name = PurePosixPath(path).name
     if name.startswith(_IGNORED_PREFIXES):
         return False

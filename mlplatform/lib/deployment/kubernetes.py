@@ -186,6 +186,8 @@ def deployment_manifest(deployment: ModelDeployment) -> dict:
             # A new pod must be ready before an old one goes: capacity never drops during a rollout.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "revisionHistoryLimit": 5,  # earlier ReplicaSets to roll back to
+            # Progressing=False (ProgressDeadlineExceeded) when the new pods are not ready by then: a rollback
+            "progressDeadlineSeconds": deployment.settings.rollout_timeout_seconds,
             "template": {
                 "metadata": {"labels": labels(deployment), "annotations": annotations(deployment)},
                 "spec": _pod_spec(deployment),

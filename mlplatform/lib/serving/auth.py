@@ -4,8 +4,9 @@ application, so that a request without it reaches no BentoML code beyond the mid
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Iterable
+
+from mlplatform.lib.serving.guard import send_json
 
 # Paths a caller may use without a token: health, readiness, metrics and the generated docs.
 OPEN_PATHS = frozenset({"/", "/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json"})
@@ -44,19 +45,7 @@ class BearerTokenAuth:
             await send({"type": "websocket.close", "code": 1008})
             return
         reason = "a valid token is required" if authorization else "no token: send Authorization: Bearer <token>"
-        body = json.dumps({"error": "unauthorized", "detail": reason}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="predictions"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 401, "unauthorized", reason, [(b"www-authenticate", b'Bearer realm="predictions"')])
 
     def _is_open(self, path: str) -> bool:
         return path in self.open_paths or path.startswith(OPEN_PREFIXES)

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class Overloaded(RuntimeError):
+    """The queue holds as many rows as it may: the request is refused rather than queued (a 503 to the client)."""
+
+
 @dataclass
 class _Pending:
     rows: list[dict]
@@ -20,8 +24,9 @@ class MicroBatcher:
     """Concurrent requests share one model call. While a call runs, arriving requests wait in a queue; when
     it ends, the next call takes everything queued (up to ``max_rows``). The batch size follows the load by
     itself: one row at a time when requests come one at a time, more as they pile up, with no waiting for
-    a batch to fill and no load shedding (BentoML's own adaptive batching answers 503 when its latency
-    estimate says a request would miss ``max_latency_ms``; this queue never refuses one).
+    a batch to fill. Load is shed only past a bound: a request that would bring the rows waiting beyond
+    ``max_queued_rows`` raises ``Overloaded`` at once (BentoML's own adaptive batching answers 503 whenever
+    its latency estimate says a request would miss ``max_latency_ms``; this queue refuses only when full).
 
     The model runs on a thread of its own, so the event loop goes on accepting and parsing requests while
     it computes, and their rows are queued by the time it finishes."""
@@ -31,10 +36,13 @@ class MicroBatcher:
         predict: Callable[[list[dict]], list[Any]],
         *,
         max_rows: int = 2048,
+        max_queued_rows: int = 20_000,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._predict = predict
         self.max_rows = max_rows
+        self.max_queued_rows = max_queued_rows
+        self.queued_rows = 0  # rows waiting for a model call, the one in progress not counted
         self._on_batch = on_batch  # told the rows of each model call, for metrics
         self._queue: deque[_Pending] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -46,8 +54,11 @@ class MicroBatcher:
         if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
             self._wakeup = asyncio.Event()  # one worker per event loop (tests run several loops in turn)
             self._worker = loop.create_task(self._run(), name="micro-batcher")
+        if self._queue and self.queued_rows + len(rows) > self.max_queued_rows:  # one request alone always goes
+            raise Overloaded(f"{self.queued_rows} rows are waiting for the model, at most {self.max_queued_rows} may")
         pending = _Pending(rows, loop.create_future())
         self._queue.append(pending)
+        self.queued_rows += len(rows)
         self._wakeup.set()
         return await pending.future
 
@@ -72,6 +83,7 @@ class MicroBatcher:
         while self._queue and rows + len(self._queue[0].rows) <= self.max_rows:
             rows += len(self._queue[0].rows)
             batch.append(self._queue.popleft())
+        self.queued_rows -= rows
         return [p for p in batch if not p.future.cancelled()]
 
     async def _answer(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
@@ -97,6 +109,8 @@ class MicroBatcher:
             self._worker.cancel()
         for pending in self._queue:
             pending.future.cancel()
+        self._queue.clear()
+        self.queued_rows = 0
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

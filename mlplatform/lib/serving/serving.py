@@ -10,6 +10,7 @@ benchmark compares serving stacks, not two ways of calling the model.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,7 +20,7 @@ import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from mlplatform.lib.registry.registry import SCHEMA_FILE, check_pinned, read_version
+from mlplatform.lib.registry.registry import REFERENCE_FILE, SCHEMA_FILE, check_pinned, read_version
 from mlplatform.lib.training.training import TrainedModel
 
 # Up to this many categories a column is an enum (listed in the OpenAPI docs and in the error message);
@@ -27,6 +28,12 @@ from mlplatform.lib.training.training import TrainedModel
 MAX_ENUM_CATEGORIES = 100
 # Rows one batch request may hold: larger bodies are refused (400) rather than held in memory at once.
 MAX_REQUEST_ROWS = 10_000
+
+
+# A number further than this many training spans beyond its column's training range is refused (422): the model
+# never saw anything like it, and its answer would be an extrapolation the client cannot tell from a prediction.
+# Values nearer are answered (the drift monitor watches the prediction log for a shift of the inputs).
+FAR_OUTSIDE_SPANS = 10.0
 
 
 class ServingError(RuntimeError):
@@ -176,6 +183,57 @@ class ModelRunner:
 def _dtype(column: dict) -> type:
     # numbers as float64 whatever their declared type, so that null becomes NaN, the imputers' missing value
     return float if column["kind"] == "number" else object
+
+
+class InputRanges:
+    """The training range of each numeric input (from the reference sample stored with the model version), and
+    the rows of a request that a model cannot honestly answer: a number more than ``FAR_OUTSIDE_SPANS`` training
+    spans beyond its column's range. The span of a constant column is its value's size (at least 1)."""
+
+    def __init__(self, bounds: Mapping[str, tuple[float, float]]) -> None:
+        self.bounds = dict(bounds)
+
+    @classmethod
+    def of(cls, reference: pd.DataFrame | None, schema: dict, spans: float = FAR_OUTSIDE_SPANS) -> InputRanges:
+        bounds = {}
+        for column in schema["columns"]:
+            name = column["name"]
+            if column["kind"] != "number" or reference is None or name not in reference.columns:
+                continue
+            values = pd.to_numeric(reference[name], errors="coerce").dropna()
+            if values.empty:
+                continue
+            low, high = float(values.min()), float(values.max())
+            span = (high - low) or max(abs(low), abs(high), 1.0)
+            bounds[name] = (low - spans * span, high + spans * span)
+        return cls(bounds)
+
+    def far_outside(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+        """(row index, column) of every number far outside its training range."""
+        found = []
+        for index, row in enumerate(rows):
+            for name, (low, high) in self.bounds.items():
+                value = row[name]
+                if value is not None and not low <= value <= high:
+                    found.append((index, name))
+        return found
+
+
+def non_finite(answers: Sequence[RowPrediction]) -> list[int]:
+    """Indexes of the answers with a prediction or a probability that is not a finite number (NaN, infinity):
+    what a model gives for inputs at the edge of floating point, which must never reach a client as a label."""
+    bad = []
+    for index, answer in enumerate(answers):
+        values = [answer["prediction"], *(answer["probabilities"] or {}).values()]
+        if any(isinstance(value, float) and not math.isfinite(value) for value in values):
+            bad.append(index)
+    return bad
+
+
+def read_reference(model_dir: str | Path) -> pd.DataFrame | None:
+    """The reference sample stored with a model version, None for a version saved without one."""
+    path = Path(model_dir) / REFERENCE_FILE
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def pinned_tag(tag: str | None) -> str:

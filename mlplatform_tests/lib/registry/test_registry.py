@@ -100,6 +100,19 @@ def test_the_spec_hash_ignores_layout_and_follows_meaning(spec_from, write_spec,
     assert registry.spec_hash(plain) == registry.spec_hash(same) != registry.spec_hash(changed)
 
 
+def test_where_a_candidate_searches_is_not_part_of_the_spec_hash(spec_from) -> None:
+    def with_forest(**forest: object):
+        candidates = {"forest": {"estimator": "random_forest", "trials": 2, **forest}}
+        return registry.spec_hash(spec_from(training={"candidates": candidates}))
+
+    in_step = with_forest()
+
+    # a pod of its own makes the same model (seeded; mlplatform_tests/defs/test_candidate_pods.py shows it)
+    assert with_forest(resources={"pod": {"image": "gpu:1", "cpu": 4, "gpu": 1}}) == in_step
+    assert with_forest(resources={}) == in_step
+    assert with_forest(trials=3) != in_step
+
+
 @pytest.mark.parametrize("tag", ["penguins:latest", "penguins"])
 def test_latest_or_an_unpinned_tag_is_refused(models: Registry, trained, tag: str) -> None:
     store(models, trained)
