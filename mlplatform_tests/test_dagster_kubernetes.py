@@ -14,7 +14,6 @@ import pytest
 
 from mlplatform.definitions import MATERIALIZE_ALL
 from mlplatform.lib.spec import default_spec_path, load_spec
-from mlplatform_tests.cluster import local_cluster, local_cluster_script
 from mlplatform_tests.dagster_kubernetes import cloud_settings, dagster_on_kubernetes
 from mlplatform_tests.servers import (
     PostgresServer,
@@ -35,16 +34,9 @@ RUN_SECONDS = 1800  # about 20 step pods, each importing the platform, on 2 shar
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[dict[str, str]]:
-    if local_cluster_script() is None:
-        pytest.skip("no local-cluster script here (set MLPLATFORM_LOCAL_CLUSTER): no Kubernetes to deploy to")
-    with local_cluster() as environment:
-        yield environment
-
-
-@pytest.fixture(scope="module")
-def host(cluster: dict[str, str]) -> str:
-    return cluster["MLPLATFORM_HOST_FROM_PODS"]
+def host(cluster_environment: dict[str, str]) -> str:
+    """Where pods reach this machine: the servers below listen there (the session's cluster is up for the tier)."""
+    return cluster_environment["MLPLATFORM_HOST_FROM_PODS"]
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +57,10 @@ def rows(postgres: PostgresServer, database: str, query: str, *parameters: objec
 
 
 def test_a_run_on_kubernetes_runs_each_step_in_its_own_pod_against_postgres_and_s3(
-    cluster: dict[str, str], postgres: PostgresServer, s3: S3Server
+    cluster_environment: dict[str, str], postgres: PostgresServer, s3: S3Server
 ) -> None:
-    environment = {**os.environ, **cluster}
-    image = build_and_push(cluster["MLPLATFORM_REGISTRY"], environment)
+    environment = {**os.environ, **cluster_environment}
+    image = build_and_push(cluster_environment["MLPLATFORM_REGISTRY"], environment)
     bucket = S3Bucket.create(s3)
     database = postgres.create_database()
     settings, secrets = cloud_settings(postgres, database, bucket, PREFIX, LOG_PREFIX)
