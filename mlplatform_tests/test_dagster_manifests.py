@@ -130,4 +130,8 @@ def test_only_the_pods_that_start_jobs_get_an_api_token() -> None:
     rules = named("Role", "dagster")["rules"]
     jobs = next(rule for rule in rules if "jobs" in rule["resources"])
     assert {"create", "get", "delete"} <= set(jobs["verbs"]) and jobs["apiGroups"] == ["batch"]
+    # what a step needs for a candidate's own pod (PipesK8sClient; README, "A candidate in a pod of its own")
+    granted = {(resource, verb) for rule in rules for resource in rule["resources"] for verb in rule["verbs"]}
+    assert {("pods", "create"), ("pods", "get"), ("pods", "list"), ("pods", "delete")} <= granted
+    assert {("pods/log", "get"), ("events", "list")} <= granted
     assert all("secrets" not in rule["resources"] for rule in rules)
