@@ -39,7 +39,7 @@ from mlplatform.resources import (
 from mlplatform.resources.object_storage import configure_object_storage, encryption_arguments
 from mlplatform.resources.pods import CandidatePods
 from mlplatform.resources.predictions import PredictionLogs
-from mlplatform.settings import Settings
+from mlplatform.settings import Settings, SettingsError
 
 MATERIALIZE_ALL = "materialize_all"
 INGEST_BATCH = "ingest_batch"
@@ -123,6 +123,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             {"start_method": {"forkserver": {"preload_modules": ["mlplatform.definitions"]}}},
             name="multiprocess_forkserver",
         )
+    elif settings.executor == "k8s":
+        # Each step a Kubernetes Job of its own, in the run's image, namespace, service account, environment and
+        # security context (the K8sRunLauncher's): a candidate search gets its pod, and the cores and memory the
+        # spec's training.resources ask for (the dagster-k8s/config tags on its step).
+        from dagster_k8s import k8s_job_executor
+
+        executor = k8s_job_executor
     domains = [
         data_assets,
         quality_assets,
@@ -162,7 +169,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     triggers = build_triggers(spec.automation, ingest=ingest, train=train, run_config=run_config)
     return dg.Definitions(
-        assets=with_freshness([*dg.load_assets_from_modules(domains), *deployment], spec.monitoring.freshness),
+        assets=with_freshness(
+            [*dg.load_assets_from_modules(domains), training_assets.candidate_models_for(spec.training), *deployment],
+            spec.monitoring.freshness,
+        ),
         asset_checks=dg.load_asset_checks_from_modules([quality_checks, registry_checks, drift_monitoring]),
         jobs=[
             *deploy_jobs,
@@ -230,6 +240,13 @@ def job(name: str, home: str, spec_path: str) -> dg.JobDefinition:
 
 def reconstructable_job(name: str, settings: Settings):
     """The job ``name`` for these settings, as ``dagster.execute_job`` runs it (and rebuilds it in each step's
-    process under the multiprocess executor)."""
+    process under the multiprocess executor). Refused under MLPLATFORM_EXECUTOR=k8s, whose steps are Kubernetes Jobs
+    of a run that K8sRunLauncher started on the cluster: a command runs its jobs on this machine."""
+    if settings.executor == "k8s":
+        raise SettingsError(
+            "MLPLATFORM_EXECUTOR=k8s runs each step as a Kubernetes Job of a run launched on the cluster "
+            "(deploy/README.md, 'Dagster on Kubernetes'); a command runs its jobs on this machine: use in_process "
+            "or multiprocess"
+        )
     arguments = {"name": name, "home": str(settings.home), "spec_path": str(settings.spec_path)}
     return dg.build_reconstructable_job(__name__, "job", reconstructable_kwargs=arguments)

@@ -10,7 +10,7 @@
 | MLPLATFORM_PREFIX | the key prefix within that bucket | mlplatform |
 | MLPLATFORM_S3_SSE | server-side encryption of every object written: ``AES256`` or ``aws:kms`` | AES256 |
 | MLPLATFORM_S3_KMS_KEY_ID | the KMS key of ``aws:kms`` (the account's AWS-managed key when unset) | — |
-| MLPLATFORM_EXECUTOR | ``in_process`` or ``multiprocess`` | in_process locally |
+| MLPLATFORM_EXECUTOR | ``in_process``, ``multiprocess`` or ``k8s`` (a pod per step, with K8sRunLauncher) | in_process |
 | MLPLATFORM_DEPLOY | ``local`` (bentoml serve), ``k8s`` (needs MLPLATFORM_REGISTRY), ``none`` | local (cloud: none) |
 | MLPLATFORM_K8S_NAMESPACE | with ``k8s``: the namespace the champion is deployed to (it must exist) | default |
 | MLPLATFORM_KUBE_CONTEXT | with ``k8s``: the kubeconfig context to use | the kubeconfig's current one |
@@ -53,7 +53,7 @@ from mlplatform.lib.spec import default_spec_path
 
 API_TOKEN = "MLPLATFORM_API_TOKEN"
 Environment = Literal["local", "cloud"]
-Executor = Literal["in_process", "multiprocess"]
+Executor = Literal["in_process", "multiprocess", "k8s"]
 Deploy = Literal["local", "k8s", "none"]
 Auth = Literal["token", "off"]
 LogFormat = Literal["text", "json"]
@@ -107,8 +107,8 @@ class Settings:
         if env not in ("local", "cloud"):
             raise SettingsError(f"MLPLATFORM_ENV={env!r}: use 'local' or 'cloud'")
         executor = environ.get("MLPLATFORM_EXECUTOR", "in_process")
-        if executor not in ("in_process", "multiprocess"):
-            raise SettingsError(f"MLPLATFORM_EXECUTOR={executor!r}: use 'in_process' or 'multiprocess'")
+        if executor not in ("in_process", "multiprocess", "k8s"):
+            raise SettingsError(f"MLPLATFORM_EXECUTOR={executor!r}: use 'in_process', 'multiprocess' or 'k8s'")
         bucket = environ.get("MLPLATFORM_BUCKET") or None
         if env == "cloud" and not bucket:
             raise SettingsError("MLPLATFORM_ENV=cloud needs MLPLATFORM_BUCKET, the bucket that holds artifacts")

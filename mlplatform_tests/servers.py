@@ -197,18 +197,23 @@ class PostgresServer:
 
 
 @contextmanager
-def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
-    """A new PostgreSQL cluster (``initdb``) served by ``postgres`` on a free port, its Unix socket in the
-    cluster's folder; stopped (fast shutdown, then kill) and deleted on exit. The cluster lives in a folder of
+def running_postgres(bin_dir: Path, host: str = "127.0.0.1") -> Iterator[PostgresServer]:
+    """A new PostgreSQL cluster (``initdb``) served by ``postgres`` on a free port of ``host``, its Unix socket in
+    the cluster's folder; stopped (fast shutdown, then kill) and deleted on exit. On another address than
+    loopback (the local cluster's $MLPLATFORM_HOST_FROM_PODS, say) it accepts password logins from the networks
+    that address is on, such as the pods'. The cluster lives in a folder of
     its own under the system's temporary folder rather than pytest's, which only root may enter when the
     server runs as another user."""
     account = pwd.getpwnam(POSTGRES_USER_WHEN_ROOT) if os.geteuid() == 0 else None
     as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
-    root = Path(tempfile.mkdtemp(prefix="mlplatform-pg-"))
+    # /tmp itself, not $TMPDIR: a test's TMPDIR may be inside a folder only root may enter (test_bench's is)
+    root = Path(tempfile.mkdtemp(prefix="mlplatform-pg-", dir="/tmp" if account else None))
     try:
         if account:
             os.chown(root, account.pw_uid, account.pw_gid)
-        server = PostgresServer(port=0, user="mlplatform", password=secrets.token_urlsafe(16), log_path=root / "log")
+        server = PostgresServer(
+            port=0, user="mlplatform", password=secrets.token_urlsafe(16), log_path=root / "log", host=host
+        )
         password_file = root / "password"
         password_file.write_text(server.password)
         if account:
@@ -219,6 +224,9 @@ def running_postgres(bin_dir: Path) -> Iterator[PostgresServer]:
         if done.returncode != 0:
             raise RuntimeError(f"initdb exited {done.returncode}:\n{done.stdout}{done.stderr}")
         password_file.unlink()
+        if host != "127.0.0.1":  # initdb lets in only loopback clients
+            with (root / "data" / "pg_hba.conf").open("a") as rules:
+                rules.write("host all all samenet scram-sha-256\n")
         with server.log_path.open("ab") as log:
             process, port = _serve_on_a_free_port(
                 "postgres",

@@ -16,7 +16,7 @@ import pytest
 from bench import common
 from bench.common import Target
 
-# rollout needs a Kubernetes cluster, Docker and a registry: the cluster tier, with the machine's local cluster
+# rollout and k8s_run need a Kubernetes cluster, Docker and a registry: the cluster tier (the local cluster)
 ON_A_CLUSTER = [pytest.mark.slow, pytest.mark.cluster]
 BENCHES = [
     "automation",
@@ -27,11 +27,13 @@ BENCHES = [
     "serving",
     "threads",
     pytest.param("rollout", marks=ON_A_CLUSTER),
+    pytest.param("k8s_run", marks=ON_A_CLUSTER),
 ]
-CLUSTER_BENCHES = {"rollout"}
+CLUSTER_BENCHES = {"rollout", "k8s_run"}
 SMOKE_SECONDS = 240  # each takes 10-60 s on 2 shared cores; far more means something hangs
 # automation trains twice per side and starts the Dagster stack: about 2 minutes on 2 shared cores
 LONGER = {"automation": 480, "rollout": 600}  # rollout: the graph with containerize, then 3 rollouts (~2 min)
+LONGER["k8s_run"] = 1200  # the user-code image (cached layers), three Deployments, a 4-step run (~80 s when built)
 RATIO_LINE = re.compile(r"^ratio .+: \d+\.\d+x", re.MULTILINE)
 
 

@@ -217,6 +217,14 @@ def test_serve_without_a_local_deployment_is_refused_as_bad_input(tmp_path: Path
     assert done.stderr == "error: MLPLATFORM_DEPLOY=none: there is no local deployment to manage\n"
 
 
+def test_run_with_the_kubernetes_executor_is_refused_as_bad_input(tmp_path: Path) -> None:
+    done = mlplatform("run", "--home", "state", cwd=tmp_path, MLPLATFORM_EXECUTOR="k8s")
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: MLPLATFORM_EXECUTOR=k8s runs each step as a Kubernetes Job"), done.stderr
+    assert not (tmp_path / "state" / "artifacts").exists()
+
+
 @pytest.mark.slow
 def test_the_hint_after_a_lost_gate_promotes_when_pasted(tmp_path: Path, penguins: pd.DataFrame) -> None:
     """A model that loses the gate ends with `promote it by hand: <command>`; pasted into the same shell, with

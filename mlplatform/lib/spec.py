@@ -321,11 +321,31 @@ class Candidate(_Strict):
     resources: CandidateResources = CandidateResources()
 
 
+class StepResources(_Strict):
+    """What each candidate search's pod asks Kubernetes for under MLPLATFORM_EXECUTOR=k8s (requested and its
+    limit, so the search's threads match the cores it was given); ignored by the executors that run on this
+    machine. Kubernetes quantities: cores as "2" or "500m", memory as "4Gi" or "512Mi"."""
+
+    cpu: str | None = None
+    memory: str | None = None
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        text = str(value)  # YAML reads `cpu: 1` as a number
+        kubernetes_quantity(text)
+        return text
+
+
 class Training(_Strict):
     # None: the catalogue's three defaults for the task (linear, random forest, gradient boosting)
     candidates: dict[str, Candidate] | None = None
     cv_folds: int = Field(default=3, ge=2)
     seed: int = 42
+    # Each candidate search's pod under MLPLATFORM_EXECUTOR=k8s; None: the cluster's defaults.
+    resources: StepResources | None = None
 
     @field_validator("candidates")
     @classmethod

@@ -1,5 +1,7 @@
 """The code location loads, quickly, and holds the expected graph."""
 
+import json
+
 import dagster as dg
 import pytest
 
@@ -218,6 +220,38 @@ def test_the_api_token_reaches_the_deployment_as_an_env_var_never_as_a_value(mon
 
     assert isinstance(serving.api_token, dg.EnvVar) and serving.api_token.env_var_name == "MLPLATFORM_API_TOKEN"
     assert serving.process_config_and_initialize().deployment().token() == "s3cret-value"
+
+
+def test_on_kubernetes_each_candidate_search_is_a_pod_of_the_spec_size(write_spec, tmp_path) -> None:
+    """MLPLATFORM_EXECUTOR=k8s gives the jobs dagster-k8s's step-per-Job executor, and every candidate step the
+    pod resources of the spec's training.resources (what k8s_job_executor reads from the step's tags)."""
+    from dagster._core.execution.api import create_execution_plan
+
+    candidates = {name: {"estimator": name, "trials": 1} for name in ("logistic_regression", "random_forest")}
+    spec = write_spec(training={"candidates": candidates, "resources": {"cpu": "1500m", "memory": "2Gi"}})
+    environ = {"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_SPEC": str(spec), "MLPLATFORM_EXECUTOR": "k8s"}
+
+    job = build_definitions(Settings.from_env(environ)).resolve_job_def(MATERIALIZE_ALL)
+    tags = {step.key: step.tags for step in create_execution_plan(job).steps}
+
+    assert job.executor_def.name == "k8s"
+    [tuning] = [key for key in tags if key.startswith("candidate_models.tune_candidate")]
+    pod = json.loads(tags[tuning]["dagster-k8s/config"])
+    wanted = {"cpu": "1500m", "memory": "2Gi"}
+    assert pod == {"container_config": {"resources": {"requests": wanted, "limits": wanted}}}
+    assert not [key for key, step_tags in tags.items() if key != tuning and "dagster-k8s/config" in step_tags]
+
+
+def test_without_training_resources_the_cluster_sizes_the_pods(write_spec, tmp_path) -> None:
+    from dagster._core.execution.api import create_execution_plan
+
+    environ = {"MLPLATFORM_HOME": str(tmp_path), "MLPLATFORM_SPEC": str(write_spec()), "MLPLATFORM_EXECUTOR": "k8s"}
+
+    job = build_definitions(Settings.from_env(environ)).resolve_job_def(MATERIALIZE_ALL)
+
+    steps = create_execution_plan(job).steps
+    assert any(step.key.startswith("candidate_models.tune_candidate") for step in steps)
+    assert not [step.key for step in steps if "dagster-k8s/config" in step.tags]
 
 
 def test_the_s3_clients_take_endpoint_region_and_encryption_from_the_settings_and_no_key(

@@ -331,3 +331,17 @@ def test_the_deployment_section_sizes_the_pods(spec_from) -> None:
     assert load_spec(default_spec_path()).deployment == default
     assert (sized.deployment.replicas, sized.deployment.cpu, sized.deployment.cpu_limit) == (3, "1", "2")
     assert (sized.deployment.memory, sized.deployment.memory_limit) == ("768Mi", "1Gi")
+
+
+def test_training_resources_size_each_search_pod_and_leave_the_model_alone(spec_from) -> None:
+    from mlplatform.lib.registry.registry import spec_hash
+
+    training = {"candidates": {"linear": {"estimator": "logistic_regression", "trials": 2}}}
+    plain = spec_from(training=training)
+    sized = spec_from(training={**training, "resources": {"cpu": 2, "memory": "3Gi"}})
+
+    assert plain.training.resources is None
+    assert (sized.training.resources.cpu, sized.training.resources.memory) == ("2", "3Gi")
+    assert spec_hash(sized) == spec_hash(plain)  # where a search runs is not what it makes
+    with pytest.raises(SpecError, match=r"training.resources.memory: .*'lots' is not a Kubernetes quantity"):
+        spec_from(training={**training, "resources": {"memory": "lots"}})

@@ -6,6 +6,7 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 
 from mlplatform.defs.training.pods import search_in_pod
+from mlplatform.lib.spec import StepResources, Training
 from mlplatform.lib.training import candidates, training
 from mlplatform.lib.training.candidates import TunedCandidate
 from mlplatform.lib.training.metrics import natural
@@ -97,12 +98,36 @@ def collect_candidates(
     )
 
 
-@dg.graph_asset(group_name="training", kinds={"scikitlearn", "optuna"})
-def candidate_models(feature_pipeline: ColumnTransformer, training_data: pd.DataFrame) -> dict:
-    """Every candidate estimator, each tuned in its own step by a seeded search with cross-validation."""
-    names = plan_candidates(feature_pipeline)
-    tuned = names.map(lambda name: tune_candidate(name, feature_pipeline, training_data))
-    return collect_candidates(tuned.collect())
+K8S_CONFIG_TAG = "dagster-k8s/config"  # read by dagster-k8s's k8s_job_executor for the step's pod
+
+
+def step_pod_tags(resources: StepResources | None) -> dict[str, object]:
+    """The tags that give each candidate search's pod the spec's cores and memory under k8s_job_executor: both
+    requested and as the limit, so that the search's threads (``lib.training.threads``, which reads the pod's
+    CPU quota) match what the scheduler set aside. Empty without ``training.resources``."""
+    quantities = (
+        {name: value for name, value in (("cpu", resources.cpu), ("memory", resources.memory)) if value}
+        if resources
+        else {}
+    )
+    if not quantities:
+        return {}
+    return {K8S_CONFIG_TAG: {"container_config": {"resources": {"requests": quantities, "limits": quantities}}}}
+
+
+def candidate_models_for(training_spec: Training) -> dg.AssetsDefinition:
+    """``candidate_models`` for a spec: the fan-out maps one op over the candidates' names, so every candidate
+    step carries the same pod resources (the spec's ``training.resources``)."""
+    tune = tune_candidate.tag(step_pod_tags(training_spec.resources))
+
+    @dg.graph_asset(name="candidate_models", group_name="training", kinds={"scikitlearn", "optuna"})
+    def candidate_models(feature_pipeline: ColumnTransformer, training_data: pd.DataFrame) -> dict:
+        """Every candidate estimator, each tuned in its own step by a seeded search with cross-validation."""
+        names = plan_candidates(feature_pipeline)
+        tuned = names.map(lambda name: tune(name, feature_pipeline, training_data))
+        return collect_candidates(tuned.collect())
+
+    return candidate_models
 
 
 @dg.asset(group_name="training", kinds={"scikitlearn"}, code_version="2")

@@ -152,10 +152,13 @@ def read_version(model_dir: str | Path) -> tuple[TrainedModel, dict]:
 
 
 def spec_hash(spec: ProjectSpec) -> str:
-    """A hash of the spec's meaning (its parsed values, not its comments or layout). Where a candidate searches
-    (``training.candidates.<name>.resources``: a pod of its own) is left out: it changes where the search runs, not
-    the model it makes, and specs written before candidates had it keep their hash."""
-    meaning = spec.model_dump(mode="json", exclude={"training": {"candidates": {"__all__": {"resources"}}}})
+    """A hash of the spec's meaning (its parsed values, not its comments or layout). Where a search runs is left
+    out: the pods of every candidate search (``training.resources``) and a candidate's own pod
+    (``training.candidates.<name>.resources``) change where the search runs, not the model it makes, and specs
+    written before either existed keep their hash."""
+    meaning = spec.model_dump(
+        mode="json", exclude={"training": {"resources": True, "candidates": {"__all__": {"resources"}}}}
+    )
     canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -1,4 +1,4 @@
-"""Threads per fit: the cores this process may use (affinity, a cgroup v2 quota), shared among the searches
+"""Threads per fit: the cores this process may use (affinity, a cgroup v2 or v1 quota), shared among the searches
 running side by side, one thread on small data."""
 
 import os
@@ -62,6 +62,35 @@ def test_the_quota_read_is_this_process_own_cgroup(tmp_path: Path) -> None:
     proc.write_text("4:memory:/elsewhere\n0::/kubepods/pod-1/container\n")
 
     assert threads.own_cpu_max(tmp_path / "fs", proc) == tmp_path / "fs" / "kubepods/pod-1/container/cpu.max"
+
+
+@pytest.mark.parametrize(("quota_us", "cores"), [("50000", 1), ("400000", 4), ("-1", None)])
+def test_a_cgroup_v1_quota_caps_the_usable_cores(tmp_path: Path, quota_us: str, cores: int | None) -> None:
+    """A pod's CPU limit on a cgroup v1 node (500m: 50000 of every 100000 microseconds) is its CFS quota."""
+    (tmp_path / "cpu.cfs_quota_us").write_text(f"{quota_us}\n")
+    (tmp_path / "cpu.cfs_period_us").write_text("100000\n")
+
+    assert threads.cfs_quota_cores(tmp_path) == cores
+    assert threads.usable_cores(cfs_dir=tmp_path) == (min(AFFINITY, cores) if cores else AFFINITY)
+    assert threads.usable_cores(cpu_max=tmp_path / "absent", cfs_dir=tmp_path) == threads.usable_cores(cfs_dir=tmp_path)
+
+
+def test_a_malformed_v1_quota_names_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "cpu.cfs_quota_us").write_text("lots")
+    (tmp_path / "cpu.cfs_period_us").write_text("100000")
+    with pytest.raises(ValueError, match=rf"{tmp_path}: expected whole microseconds"):
+        threads.cfs_quota_cores(tmp_path)
+
+
+def test_the_v1_quota_read_is_this_process_own_cgroup_or_the_container_view(tmp_path: Path) -> None:
+    proc = tmp_path / "cgroup"
+    proc.write_text("4:memory:/elsewhere\n2:cpu,cpuacct:/kubepods/pod-1/container\n0::/\n")
+    own = tmp_path / "fs" / "cpu" / "kubepods/pod-1/container"
+
+    assert threads.own_cfs_dir(tmp_path / "fs", proc) == tmp_path / "fs" / "cpu"  # a container: its own is the root
+    own.mkdir(parents=True)
+    (own / "cpu.cfs_quota_us").write_text("-1")
+    assert threads.own_cfs_dir(tmp_path / "fs", proc) == own
 
 
 @pytest.mark.parametrize("parallel_steps", [False, True])
