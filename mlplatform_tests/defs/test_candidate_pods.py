@@ -21,9 +21,9 @@ from mlplatform.lib.spec import load_spec
 from mlplatform.lib.training import candidates
 from mlplatform.resources.pods import PodError
 from mlplatform.settings import Settings
-from mlplatform_tests.cluster import user_code_image
 from mlplatform_tests.conftest import BENTOML_HOME, EXAMPLE_CSV, use_s3_server
 from mlplatform_tests.servers import FAKE_CREDENTIALS, S3Bucket, S3Server, running_moto_server
+from mlplatform_tests.user_code_image import build_and_push
 
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/mlplatform-pods"
 SEARCH = [dg.AssetKey(name) for name in ("raw_batch", "accepted_data", "cleaned_data", "training_data")]
@@ -116,7 +116,7 @@ def default_token(core: kubernetes.client.CoreV1Api, namespace: str) -> bool:
 
 @pytest.fixture(scope="module")
 def pod_image(cluster: dict[str, str]) -> str:
-    return user_code_image(cluster["MLPLATFORM_REGISTRY"])
+    return build_and_push(cluster["MLPLATFORM_REGISTRY"], dict(os.environ)).reference
 
 
 @pytest.fixture(scope="module")
