@@ -1,7 +1,9 @@
 """Pods of their own for candidate searches that ask for one (``training.candidates.<name>.resources.pod``),
 launched through Dagster Pipes: ``PipesK8sClient`` creates the pod, streams its logs and Pipes messages into the
 step's events, waits for it, and deletes it. Kubernetes is reached as ``PipesK8sClient`` reaches it: in-cluster
-config inside a pod (a run worker on Kubernetes), else the kubeconfig ``$KUBECONFIG`` names."""
+config inside a pod (a run worker on Kubernetes), else the kubeconfig the settings name (``KUBECONFIG``, passed on
+explicitly: the ``kubernetes`` package reads that variable once, when first imported, so a later change of it
+would otherwise go unseen)."""
 
 from __future__ import annotations
 
@@ -27,11 +29,19 @@ class CandidatePods(dg.ConfigurableResource):
     image: str | None = None
     namespace: str | None = None
     environment: dict[str, str] = {}
+    kubeconfig: str | None = None  # None: in a pod, its ServiceAccount; elsewhere ~/.kube/config
+    kube_context: str | None = None
     poll_seconds: float = 2.0  # between looks at the pod's state
 
     @classmethod
     def for_settings(cls, settings: Settings) -> CandidatePods:
-        return cls(image=settings.pod_image, namespace=settings.pod_namespace, environment=settings.pod_environment)
+        return cls(
+            image=settings.pod_image,
+            namespace=settings.pod_namespace,
+            environment=settings.pod_environment,
+            kubeconfig=settings.kubeconfig,
+            kube_context=settings.kube_context,
+        )
 
     def run(
         self, context: dg.OpExecutionContext, *, project: str, candidate: str, pod: CandidatePod, extras: Mapping
@@ -43,7 +53,12 @@ class CandidatePods(dg.ConfigurableResource):
                 f"training.candidates.{candidate}.resources.pod names no image, and neither MLPLATFORM_POD_IMAGE nor "
                 "DAGSTER_CURRENT_IMAGE (set by K8sRunLauncher) is set: name the platform's image in one of them"
             )
-        client = PipesK8sClient(env=self.environment, poll_interval=self.poll_seconds)
+        client = PipesK8sClient(
+            env=self.environment,
+            poll_interval=self.poll_seconds,
+            kubeconfig_file=self.kubeconfig,
+            kube_context=self.kube_context,
+        )
         completed = client.run(
             context=context,
             image=image,
