@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlplatform.lib.automation.cron import check_cron
 
@@ -276,14 +276,26 @@ class Toleration(_Strict):
         return self
 
 
+def _as_quantity(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value)  # YAML reads `cpu: 2` as a number
+    kubernetes_quantity(text)
+    return text
+
+
+# A Kubernetes quantity as the spec may write it: cores as 2, "2" or "500m", memory as "4Gi" or "512Mi".
+Quantity = Annotated[str | None, BeforeValidator(_as_quantity)]
+
+
 class CandidatePod(_Strict):
     """Run this candidate's search in a pod of its own, launched through Dagster Pipes (``PipesK8sClient``), for a
     search that needs another image or a GPU node. The pod reads its inputs from, and writes its model to, the
     artifact store, so that store must be object storage the pod can reach (``MLPLATFORM_ENV=cloud``)."""
 
     image: str | None = None  # None: the platform's own image (MLPLATFORM_POD_IMAGE, else the run's image)
-    cpu: str | None = None  # requested: what the scheduler reserves for the search
-    memory: str | None = None  # requested, and the limit: a pod using more is killed, not the node
+    cpu: Quantity = None  # requested: what the scheduler reserves for the search
+    memory: Quantity = None  # requested, and the limit: a pod using more is killed, not the node
     gpu: int = Field(default=0, ge=0)  # GPUs, as the limit of ``gpu_resource`` (extended resources have no requests)
     gpu_resource: str = Field(default="nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$")
     node_selector: dict[str, str] = Field(default_factory=dict)
@@ -292,15 +304,6 @@ class CandidatePod(_Strict):
     # Kubernetes Secrets whose keys become the pod's environment: how credentials reach it, never the spec.
     env_from_secrets: tuple[str, ...] = ()
     timeout_minutes: float = Field(default=24 * 60, gt=0)  # the pod is stopped and the step fails after this
-
-    @field_validator("cpu", "memory", mode="before")
-    @classmethod
-    def _quantity(cls, value: object) -> str | None:
-        if value is None:
-            return None
-        text = str(value)  # YAML reads `cpu: 2` as a number
-        kubernetes_quantity(text)
-        return text
 
 
 class CandidateResources(_Strict):
@@ -326,17 +329,8 @@ class StepResources(_Strict):
     limit, so the search's threads match the cores it was given); ignored by the executors that run on this
     machine. Kubernetes quantities: cores as "2" or "500m", memory as "4Gi" or "512Mi"."""
 
-    cpu: str | None = None
-    memory: str | None = None
-
-    @field_validator("cpu", "memory", mode="before")
-    @classmethod
-    def _quantity(cls, value: object) -> str | None:
-        if value is None:
-            return None
-        text = str(value)  # YAML reads `cpu: 1` as a number
-        kubernetes_quantity(text)
-        return text
+    cpu: Quantity = None
+    memory: Quantity = None
 
 
 class Training(_Strict):
