@@ -258,6 +258,9 @@ class ServingSettings:
     max_queued_rows: int = 20_000
     # seconds a prediction's body may take to arrive before the request is refused with 408 (lib/serving/guard.py)
     body_seconds: float = 10.0
+    # seconds a request's head (request line and headers) may take to arrive before it is refused with 408
+    # (lib/serving/connections.py)
+    header_seconds: float = 10.0
     # worker processes of the server, each with its own copy of the model: two where there are two cores, so
     # that a worker's crash leaves one answering while the process manager starts it again
     workers: int = field(default_factory=lambda: default_workers())
@@ -277,6 +280,7 @@ class ServingSettings:
             model_tag=environ.get("MLPLATFORM_MODEL_TAG") or None,
             max_queued_rows=_positive(environ, "MLPLATFORM_MAX_QUEUED_ROWS", cls.max_queued_rows, int),
             body_seconds=_positive(environ, "MLPLATFORM_BODY_SECONDS", cls.body_seconds, float),
+            header_seconds=_positive(environ, "MLPLATFORM_HEADER_SECONDS", cls.header_seconds, float),
             workers=_positive(environ, "MLPLATFORM_SERVE_WORKERS", default_workers(), int),
         )
 

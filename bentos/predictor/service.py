@@ -20,7 +20,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from mlplatform.lib.logs import json_to_stdout
-from mlplatform.lib.serving import auth, batching, guard, serving
+from mlplatform.lib.serving import auth, batching, connections, guard, serving
 from mlplatform.lib.serving.prediction_log import PredictionLog
 from mlplatform.settings import ServingSettings
 
@@ -235,6 +235,15 @@ def count_request(endpoint: str, status: int, seconds: float) -> None:
     HTTP_REQUESTS.labels(model_tag=MODEL_TAG, endpoint=endpoint, status=str(status)).inc()
     HTTP_LATENCY.labels(model_tag=MODEL_TAG, endpoint=endpoint).observe(seconds)
 
+
+# Before any middleware, the worker's HTTP connections: a head that is too slow (408) or too large (431) is
+# refused before it is parsed in full, and Upgrade requests are answered as plain HTTP. The head is incomplete,
+# so such a request counts as endpoint "other".
+connections.install(
+    head_seconds=SETTINGS.header_seconds,
+    logger=logger,
+    on_refusal=lambda status, seconds: count_request(guard.OTHER_PATHS, status, seconds),
+)
 
 # Outermost first: every request is counted (with a bounded endpoint label), then the token, then the body rules
 Predictor.add_asgi_middleware(

@@ -62,6 +62,11 @@ SERVING_PACKAGES = (
     "fsspec",
     "psutil",
     "prometheus-client",
+    # the HTTP server as measured and tested here: the connection guard (lib/serving/connections.py) is
+    # uvicorn's httptools protocol, and uvicorn picks uvloop when it is installed
+    "uvicorn",
+    "httptools",
+    "uvloop",
 )
 
 

@@ -29,6 +29,13 @@ JSON = {"Content-Type": "application/json"}
 # Values no valid row holds and no log line may quote: each case's body carries one of these
 MARKER_NUMBER = 41.5371937
 MARKER_TEXT = "Atlantis-q7Zr"
+WEBSOCKET = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "eA==",
+}
+H2C = {"Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c", "HTTP2-Settings": "AAMAAABkAAQAAP__"}
 
 
 @dataclass(frozen=True)
@@ -216,6 +223,12 @@ def cases(penguins_model: SavedModel) -> list[Case]:
             body=dumps(good),
         ),
         Case("unknown path with token", f"/{MARKER_TEXT}", {404}, method="GET"),
+        # finding 5: upgrades are answered as plain HTTP; one with a body cannot be (its parser keeps the body)
+        Case("websocket upgrade of a GET", "/readyz", {200}, method="GET", headers={**WEBSOCKET}),
+        Case(
+            "websocket upgrade with a body", "/predict", {400}, headers={**AUTH, **JSON, **WEBSOCKET}, body=dumps(good)
+        ),
+        Case("h2c upgrade with a body", "/predict", {400}, headers={**AUTH, **JSON, **H2C}, body=dumps(good)),
     ]
     return found
 
@@ -224,7 +237,8 @@ def send(url: str, case: Case) -> int:
     """The case as raw HTTP/1.1 on a socket of its own (an HTTP client would refuse to send some of them, a bad
     Content-Length or a header value with a trailing space); the answer's status."""
     host, port = url.removeprefix("http://").split(":")
-    head = [f"{case.method} {case.path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    head = [f"{case.method} {case.path} HTTP/1.1", f"Host: {host}"]
+    head += [] if "Connection" in case.headers else ["Connection: close"]
     head += [f"{name}: {value}" for name, value in case.headers.items()]
     if case.body is not None and "Content-Length" not in case.headers:
         head.append(f"Content-Length: {len(case.body)}")
@@ -372,3 +386,49 @@ def test_an_idle_keep_alive_connection_is_closed_by_the_server(served_bento: Ser
             received += chunk
 
     assert received.startswith(b"HTTP/1.1 200 ") and received.count(b"HTTP/1.1") == 1
+
+
+def test_slow_and_huge_heads_are_refused_before_they_are_parsed(served_bento: ServedBento) -> None:
+    """Finding 5: a head that never finishes is 408 after MLPLATFORM_HEADER_SECONDS (10 s), not held open; a
+    64 MB header is refused after a few hundred KiB, not parsed for seconds; both are counted and logged."""
+    host, port = served_bento.url.removeprefix("http://").split(":")
+    address = (host, int(port))
+    huge = 64 * 1024 * 1024
+    with socket.create_connection(address, timeout=60) as unfinished, socket.create_connection(address) as big:
+        unfinished.sendall(f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n".encode())
+        started = time.monotonic()
+
+        sent = 0
+        with contextlib.suppress(OSError):  # reset or broken pipe: the server closed it mid-header
+            big.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            while sent < huge:
+                big.sendall(b"a" * 65536)
+                sent += 65536
+        assert sent < huge / 16, f"{sent} bytes of a {huge}-byte header were read before the refusal"
+        assert httpx.get(served_bento.url + "/readyz", timeout=30).status_code == 200
+
+        answer = b""
+        while chunk := unfinished.recv(4096):
+            answer += chunk
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 ") and b'"error": "request timeout"' in answer
+    assert 9 < waited < 30
+
+    def counted(status: int) -> float:
+        metrics = httpx.get(served_bento.url + "/metrics", timeout=30).text
+        found = re.search(
+            rf'mlplatform_http_requests_total{{[^}}]*endpoint="other",[^}}]*status="{status}"}} (\S+)', metrics
+        )
+        return float(found.group(1)) if found else 0.0
+
+    assert counted(408) >= 1 and counted(431) >= 1
+    deadline = time.monotonic() + 30
+    while (
+        time.monotonic() < deadline
+        and "refused a connection's request: 408" not in served_bento.server.log_path.read_text()
+    ):
+        time.sleep(0.2)
+    log = served_bento.server.log_path.read_text(errors="replace")
+    assert "refused a connection's request: 408 request timeout" in log
+    assert "refused a connection's request: 431 request header fields too large" in log
+    assert "aaaaaaaa" not in log

@@ -75,6 +75,10 @@ def test_the_bento_image_is_pushed_and_answers_like_the_pipeline(
         # the service's metrics, from the folder its workers share inside the container (guard.own_metrics_folder)
         metrics = httpx.get(f"{url}/metrics", timeout=30).text
         assert f'mlplatform_predictions_total{{endpoint="predict_batch",model_tag="{penguins_model.tag}"}}' in metrics
+        # the connection guard is the image's HTTP protocol too (its uvicorn and httptools are pinned in the bento)
+        upgrade = {"Authorization": f"Bearer {TOKEN}", "Connection": "Upgrade", "Upgrade": "h2c"}
+        refused = httpx.post(f"{url}/predict_batch", json={"rows": rows}, headers=upgrade, timeout=30)
+        assert refused.status_code == 400 and refused.json()["error"] == "upgrade not supported"
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
 

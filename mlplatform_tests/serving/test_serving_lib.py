@@ -237,11 +237,18 @@ class TestServingSettings:
             ServingSettings.from_env({}).require_token()
         assert ServingSettings.from_env({"MLPLATFORM_AUTH": "off"}).require_token() is None
 
-    def test_queue_and_body_limits_come_from_the_environment(self) -> None:
-        settings = ServingSettings.from_env({"MLPLATFORM_MAX_QUEUED_ROWS": "7", "MLPLATFORM_BODY_SECONDS": "2.5"})
+    def test_queue_body_and_header_limits_come_from_the_environment(self) -> None:
+        settings = ServingSettings.from_env(
+            {"MLPLATFORM_MAX_QUEUED_ROWS": "7", "MLPLATFORM_BODY_SECONDS": "2.5", "MLPLATFORM_HEADER_SECONDS": "4"}
+        )
 
-        assert (settings.max_queued_rows, settings.body_seconds) == (7, 2.5)
-        for name, value in [("MLPLATFORM_MAX_QUEUED_ROWS", "0"), ("MLPLATFORM_BODY_SECONDS", "nan")]:
+        assert (settings.max_queued_rows, settings.body_seconds, settings.header_seconds) == (7, 2.5, 4.0)
+        assert ServingSettings.from_env({}).header_seconds == 10.0
+        for name, value in [
+            ("MLPLATFORM_MAX_QUEUED_ROWS", "0"),
+            ("MLPLATFORM_BODY_SECONDS", "nan"),
+            ("MLPLATFORM_HEADER_SECONDS", "-1"),
+        ]:
             with pytest.raises(SettingsError, match=f"{name}='{value}': use a positive"):
                 ServingSettings.from_env({name: value})
 
