@@ -38,6 +38,9 @@ Row = serving.request_model(SCHEMA)
 API_PATHS = ("/predict", "/predict_batch")
 # The largest prediction body: MAX_REQUEST_ROWS rows of a wide schema fit (a penguins row is ~150 bytes)
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# Seconds a request may wait for its prediction once its body is in: the micro-batcher's queue is bounded
+# (MLPLATFORM_MAX_QUEUED_ROWS), so a full queue drains in about a second, and 10,000 rows take well under one
+MODEL_SECONDS = 5.0
 # A rejected request is one INFO line without its values, not BentoML's ERROR with a traceback quoting them
 logging.getLogger(guard.BENTOML_REQUEST_LOGGER).addFilter(guard.OneLineRefusals())
 
@@ -92,7 +95,11 @@ LOG_DROPPED_ROWS = prometheus_client.Counter(
     # Two processes where there are two cores (MLPLATFORM_SERVE_WORKERS): each micro-batches its own requests,
     # and when one dies (kill -9, out of memory) the other answers while the process manager restarts it.
     workers=SETTINGS.workers,
-    traffic={"timeout": 60},
+    # A request not answered within its body's deadline plus MODEL_SECONDS gets BentoML's 504. Kept short on
+    # purpose: BentoML 1.4's timeout middleware schedules a timer per request that is never cancelled, and each
+    # holds its request's context (tracing span, futures) until it fires. At 60 s, 1,000 requests a second kept
+    # ~60,000 of them alive: +130 MB and 300-450 ms garbage-collection pauses (bench/README.md).
+    traffic={"timeout": SETTINGS.body_seconds + MODEL_SECONDS},
     # An access log line costs as much of the worker's CPU as a micro-batched prediction (bench/README.md,
     # "What made the difference"); /metrics counts requests, the prediction log records each one.
     logging={"access": {"enabled": False}},

@@ -145,3 +145,10 @@ def test_a_non_finite_answer_is_422_naming_the_inputs_and_never_logged(
     assert {(tuple(e["loc"][:2]), e["type"]) for e in detail} == {(("rows", 1), "non_finite_output")}
     assert {e["loc"][2] for e in detail} == set(penguins_model.inputs.columns) - {"island"}  # those it was given
     assert read_prediction_log(tmp_path / "log", penguins_model.project).empty
+
+
+def test_the_request_timeout_is_the_body_s_deadline_plus_the_model_s_seconds(service_module: ModuleType) -> None:
+    """Not BentoML's 60 s: its timeout middleware keeps every request's context alive until the timeout, so its
+    length times the request rate is how many contexts the worker holds (bench/README.md, point 7)."""
+    traffic = service_module.Predictor.config["traffic"]
+    assert traffic["timeout"] == service_module.SETTINGS.body_seconds + service_module.MODEL_SECONDS == 15.0
