@@ -5,6 +5,7 @@ The same rules are checked against ``bentoml serve`` in test_hostile.py (slow ti
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -28,6 +29,8 @@ async def echo(scope, receive, send) -> None:
     """Answers 200 with the request's path and body length, after reading the whole body."""
     if scope["type"] != "http":
         return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(2 * HEAD_SECONDS)
     size = 0
     while True:
         message = await receive()
@@ -276,3 +279,22 @@ except connections.ConnectionGuardError as error:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "refused: uvicorn's 'auto' HTTP protocol is 'somebody.else:Protocol'" in done.stdout
+
+
+def test_a_pipelined_head_waits_for_the_answer_before_it_and_an_oversized_one_closes_after_it(server: Server) -> None:
+    """A head behind a request still being answered is not answered in the middle of that answer: its deadline
+    waits, and an oversized one ends the connection after the answer before it."""
+    with server.connect() as connection:
+        connection.sendall(request("/slow", body=b"{}") + b"POST /next HTTP/1.1\r\nHost: x\r\n")
+        answers = read_all(connection)
+    assert [status for status, _ in responses(answers)] == [200, 408]
+    assert responses(answers)[0][1] == b'{"path": "/slow", "body_bytes": 2}'
+
+    with server.connect() as connection:
+        connection.sendall(request("/slow", body=b"{}") + b"GET /big HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(3 * MAX_HEAD_BYTES // 1024):
+            time.sleep(0.01)
+            connection.sendall(b"X-Pad: " + b"p" * 1015 + b"\r\n")
+        answers = read_all(connection)
+    assert responses(answers) == [(200, b'{"path": "/slow", "body_bytes": 2}')]
+    assert [status for status, _ in server.refusals] == [408, 431]

@@ -84,6 +84,8 @@ if HttpToolsProtocol is not None:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if self._refused:  # read after a refusal, while an earlier answer finishes: nothing more is parsed
+                return
             self._received_any = True
             if self._reading_head:
                 self._head_bytes += len(data)
@@ -159,13 +161,25 @@ if HttpToolsProtocol is not None:
             if not self._received_any:  # a connection opened and never used: close it, as an idle keep-alive
                 self.transport.close()
                 return
+            if not self._idle():  # a pipelined head behind a request still being answered: its clock waits
+                self._arm_head_deadline()
+                return
             self._refuse(408, "request timeout", f"the request's headers did not arrive within {self.head_seconds:g} s")
 
         def _refuse(self, status: int, error: str, detail: str) -> None:
             """Answer ``status`` with the service's JSON error, close the connection, and log one line: the
-            head is incomplete, so there is no path or value to name."""
+            head is incomplete, so there is no path or value to name. Behind a request still being answered
+            (pipelining), the connection is closed after that answer instead, and parses nothing more."""
             self._reading_head, self._refused = False, True
             self._disarm_head_deadline()
+            self.refusal_logger.info("refused a connection's request: %s %s: %s", status, error, detail)
+            if self.on_refusal is not None:
+                self.on_refusal(status, time.monotonic() - self._head_since)
+            if not self._idle():
+                # reading goes on, into nothing (data_received): a close with unread bytes would be a reset,
+                # which can make the client lose the answer it is owed
+                self.cycle.keep_alive = False
+                return
             body = json.dumps({"error": error, "detail": detail}).encode()
             head = [
                 f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
@@ -175,9 +189,6 @@ if HttpToolsProtocol is not None:
             ]
             self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
             self.transport.close()
-            self.refusal_logger.info("refused a connection's request: %s %s: %s", status, error, detail)
-            if self.on_refusal is not None:
-                self.on_refusal(status, time.monotonic() - self._head_since)
 
 else:
     GuardedHttpProtocol = None
