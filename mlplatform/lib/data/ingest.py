@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlparse
@@ -85,9 +86,15 @@ def _format_of(name: str, declared: str) -> str:
 
 
 def _parse(
-    payload: bytes, fmt: str, name: str, records_path: str | None = None, encoding: str = "utf-8"
+    payload: bytes,
+    fmt: str,
+    name: str,
+    records_path: str | None = None,
+    encoding: str = "utf-8",
+    text_columns: Collection[str] = (),
 ) -> pd.DataFrame:
-    """One file or response body as a frame; ``name`` is how errors refer to it."""
+    """One file or response body as a frame; ``name`` is how errors refer to it. A CSV's ``text_columns`` are
+    read as written, not as the numbers they may look like (``17851957467e-1`` is a request id, not 1785195746.7)."""
     if not payload.strip():
         raise IngestionError(f"{name}: the file is empty")
     if fmt in ("csv", "json"):
@@ -95,7 +102,8 @@ def _parse(
     try:
         if fmt == "csv":
             separator = "\t" if name.lower().endswith(".tsv") else ","
-            frame = pd.read_csv(io.BytesIO(payload), sep=separator, engine="pyarrow")
+            dtype = {column: "string" for column in text_columns} or None
+            frame = pd.read_csv(io.BytesIO(payload), sep=separator, engine="pyarrow", dtype=dtype)
         elif fmt == "parquet":
             frame = pd.read_parquet(io.BytesIO(payload))
         else:
@@ -242,9 +250,10 @@ def read_file(
     *,
     source: Source | None = None,
     field: str = "source",
+    text_columns: Collection[str] = (),
 ) -> tuple[pd.DataFrame, bytes]:
     """One data file as a frame without row-index columns, and its bytes as they arrived (read now unless
-    already given); ``source`` and ``field`` as for ``list_files``."""
+    already given); ``source`` and ``field`` as for ``list_files``; ``text_columns`` as for ``_parse``."""
     source = source or spec.source
     path, name = files.paths[index], files.names[index]
     if payload is None:
@@ -254,7 +263,8 @@ def read_file(
         except Exception as exc:  # network, credentials, permissions
             reason = f"{type(exc).__name__}: {exc}"
             raise IngestionError(f"{field}.uri {source.uri!r}: cannot read {name}: {reason}") from exc
-    frame = _parse(payload, _format_of(name, source.format), name, source.json_records_path, source.encoding)
+    fmt = _format_of(name, source.format)
+    frame = _parse(payload, fmt, name, source.json_records_path, source.encoding, text_columns)
     return drop_index_columns(frame, spec), payload
 
 

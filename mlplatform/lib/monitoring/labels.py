@@ -77,7 +77,10 @@ def read_labels(spec: ProjectSpec) -> Labels:
     frames, problems, without_truth = [], [], 0
     for index, name in enumerate(files.names):
         try:
-            frame, _ = ingest.read_file(spec, files, index, source=source, field=FIELD)
+            # request ids are text, however numeric one looks ("17851957467e-1"); an id column keeps the
+            # readers' types, which as_keys turns into the text the log holds (1042.0 -> "1042")
+            text = (REQUEST_ID,) if by == REQUEST_ID else ()
+            frame, _ = ingest.read_file(spec, files, index, source=source, field=FIELD, text_columns=text)
             checked, lost = _checked(frame, name, spec, by)
         except (ingest.IngestionError, LabelError) as exc:
             problems.append(str(exc))

@@ -54,6 +54,17 @@ def test_ids_read_as_numbers_become_the_text_the_log_holds(spec_from, folder: Pa
     assert labels.without_truth == 1 and labels.problems == ()
 
 
+def test_request_ids_that_look_like_numbers_are_read_as_written(spec_from, folder: Path) -> None:
+    """A server's request-id prefix is 12 random hex digits: about 1 in 3,000 is 11 digits and an "e", so its ids
+    ("17851957467e-1") are numbers in scientific notation to a CSV reader, and joined nothing when read as such."""
+    ids = ["17851957467e-1", "17851957467e-2", "17851957467e-3"]  # one server's ids: the same prefix
+    pd.DataFrame({"request_id": ids, "species": ["Adelie", "Gentoo", "Adelie"]}).to_csv(folder / "1.csv", index=False)
+
+    labels = read_labels(spec_with(spec_from, folder))
+
+    assert labels.frame["key"].tolist() == ids and labels.problems == ()
+
+
 @pytest.mark.parametrize(
     ("content", "name", "expected"),
     [
