@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -177,7 +178,8 @@ def test_blank_lines_after_a_response_do_not_hold_the_connection(server: Server)
         assert time.monotonic() - started < HEAD_SECONDS + 2
 
 
-def test_an_oversized_head_is_431_before_it_is_read_in_full(server: Server) -> None:
+def test_an_oversized_head_is_431_before_it_is_read_in_full(server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=connections.__name__)
     huge = 64 * 1024 * 1024
     sent = 0
     with server.connect() as connection:
@@ -189,6 +191,9 @@ def test_an_oversized_head_is_431_before_it_is_read_in_full(server: Server) -> N
                 sent += len(chunk)
     assert sent < huge / 4, f"{sent} bytes of a {huge}-byte header were accepted before the refusal"
     assert [status for status, _ in server.refusals] == [431]
+    (line,) = [r.getMessage() for r in caplog.records if "refused a connection's request: 431" in r.getMessage()]
+    read = int(line.rsplit("(", 1)[1].split()[0])
+    assert read <= MAX_HEAD_BYTES + 2 * 256 * 1024, line  # the limit, and at most the two reads around it
 
 
 def test_a_client_that_stops_after_an_oversized_head_reads_the_431(server: Server) -> None:

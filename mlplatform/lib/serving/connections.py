@@ -67,7 +67,7 @@ if HttpToolsProtocol is not None:
             self._reading_head = False  # from a request's first byte to its last header
             self._head_bytes = 0
             self._head_since = 0.0
-            self._received_any = False
+            self._received = 0  # bytes read on this connection
             self._refused = False  # answered by this guard: the parser's later callbacks have no request to serve
             self._head_deadline = None
 
@@ -86,7 +86,7 @@ if HttpToolsProtocol is not None:
         def data_received(self, data: bytes) -> None:
             if self._refused:  # read after a refusal, while an earlier answer finishes: nothing more is parsed
                 return
-            self._received_any = True
+            self._received += len(data)
             if self._reading_head:
                 self._head_bytes += len(data)
             super().data_received(data)
@@ -158,7 +158,7 @@ if HttpToolsProtocol is not None:
             self._head_deadline = None
             if self.transport.is_closing():
                 return
-            if not self._received_any:  # a connection opened and never used: close it, as an idle keep-alive
+            if not self._received:  # a connection opened and never used: close it, as an idle keep-alive
                 self.transport.close()
                 return
             if not self._idle():  # a pipelined head behind a request still being answered: its clock waits
@@ -172,7 +172,9 @@ if HttpToolsProtocol is not None:
             (pipelining), the connection is closed after that answer instead, and parses nothing more."""
             self._reading_head, self._refused = False, True
             self._disarm_head_deadline()
-            self.refusal_logger.info("refused a connection's request: %s %s: %s", status, error, detail)
+            self.refusal_logger.info(
+                "refused a connection's request: %s %s: %s (%d bytes read)", status, error, detail, self._received
+            )
             if self.on_refusal is not None:
                 self.on_refusal(status, time.monotonic() - self._head_since)
             if not self._idle():
