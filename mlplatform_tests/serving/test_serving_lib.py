@@ -160,6 +160,15 @@ def test_request_ids_are_unique_within_and_across_processes() -> None:
     assert all(i.startswith(first.prefix + "-") for i in ids[:1000])
 
 
+def test_a_request_id_prefix_that_reads_as_a_number_is_drawn_again() -> None:
+    drawn = iter(["17851957467e", "123456789012", "0000e0000000", "3f9c2a7b1d4e"])
+
+    ids = RequestIds(draw=lambda size: next(drawn))
+
+    assert ids.prefix == "3f9c2a7b1d4e"
+    assert ids.next() == "3f9c2a7b1d4e-1"
+
+
 class TestModelRunner:
     def test_predictions_equal_the_pipeline_s(self, penguins_model: SavedModel) -> None:
         runner = serving.ModelRunner(penguins_model.model, penguins_model.schema, penguins_model.tag)

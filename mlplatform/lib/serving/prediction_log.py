@@ -54,10 +54,15 @@ class PredictionLogError(ValueError):
 
 class RequestIds:
     """Request ids, unique across processes and restarts, at the cost of a counter per request: a random prefix
-    drawn once (a system call, where ``uuid4`` per request would make one each time), then a count in hex."""
+    drawn once (a system call, where ``uuid4`` per request would make one each time), then a count in hex.
 
-    def __init__(self) -> None:
-        self.prefix = secrets.token_hex(6)
+    The prefix always holds a letter other than ``e``: ``17851957467e-1`` would be a number to a spreadsheet or
+    a CSV reader, and a label file carrying it would be read back as 1785195746.7 (1 prefix in ~3,000)."""
+
+    def __init__(self, draw: Callable[[int], str] = secrets.token_hex) -> None:
+        self.prefix = draw(6)
+        while not set(self.prefix) & set("abcdf"):
+            self.prefix = draw(6)
         self._counter = itertools.count(1)  # next() on it is atomic under the GIL: no lock between threads
 
     def next(self) -> str:
