@@ -175,3 +175,24 @@ def test_reading_since_a_time_skips_older_days_and_rows_and_reads_only_the_colum
 
     assert frame.to_dict("records") == [{"island": "Dream", "model_tag": "penguins:v2"}]
     assert len(read_prediction_log(tmp_path, "penguins", since=since - timedelta(hours=1), columns=["island"])) == 3
+
+
+def test_rows_of_several_workers_are_read_in_the_order_logged(tmp_path: Path) -> None:
+    """Each worker's file is named for its first row: the first worker's file sorts first by name even though it
+    also holds the row logged last."""
+    first = PredictionLog(tmp_path, schema=SCHEMA, model_tag="penguins:v1", flush_seconds=60)
+    second = PredictionLog(tmp_path, schema=SCHEMA, model_tag="penguins:v1", flush_seconds=60)
+    first.append(ROWS, ANSWERS, endpoint="predict_batch", latency_ms=1.0, request_id="a-1")
+    second.append(ROWS[:1], ANSWERS[:1], endpoint="predict", latency_ms=1.0, request_id="b-1")
+    first.append(ROWS[:1], ANSWERS[:1], endpoint="predict", latency_ms=1.0, request_id="a-2")
+    first.close()
+    second.close()
+
+    frame = read_prediction_log(tmp_path, "penguins")
+    asked = read_prediction_log(tmp_path, "penguins", columns=["request_row", "request_id"])
+
+    assert len(files(tmp_path)) == 2
+    assert frame["request_id"].tolist() == ["a-1", "a-1", "b-1", "a-2"]
+    assert frame["request_row"].tolist() == [0, 1, 0, 0]
+    assert asked.columns.tolist() == ["request_row", "request_id"]
+    assert asked["request_id"].tolist() == ["a-1", "a-1", "b-1", "a-2"]

@@ -225,9 +225,13 @@ def _arrow_type(column: dict) -> pa.DataType:
 def read_prediction_log(
     folder: str | Path, project: str, *, since: datetime | None = None, columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Every logged prediction of a project, oldest file first (an empty frame when none was logged); with
+    """Every logged prediction of a project, in the order logged (an empty frame when none was logged); with
     ``since`` (aware), only the rows logged then or later, reading no day folder before it; with ``columns``,
-    only those columns."""
+    only those columns.
+
+    Each worker writes its own files, each named for its first row, so one file can hold rows logged after
+    another worker's next file began: the rows are put in ``logged_at`` order (stably, keeping a request's rows
+    together), not left in file order."""
     root = UPath(folder) / project
     if not root.exists():
         return pd.DataFrame()
@@ -243,11 +247,13 @@ def read_prediction_log(
     if not files:
         return pd.DataFrame()
     filters = [("logged_at", ">=", pd.Timestamp(since).tz_convert(UTC))] if since is not None else None
+    wanted = None if columns is None else dict.fromkeys([*columns, "logged_at"])  # logged_at orders the rows
     frames = []
     for path in files:
         with path.open("rb") as file:  # a local file or an object in S3 alike
             # a file of another model version may lack a column asked for: it comes out missing in those rows
-            held = None if columns is None else [c for c in columns if c in pq.read_schema(file).names]
+            held = None if wanted is None else [c for c in wanted if c in pq.read_schema(file).names]
             file.seek(0)
             frames.append(pd.read_parquet(file, dtype_backend="numpy_nullable", columns=held, filters=filters))
-    return pd.concat(frames, ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True).sort_values("logged_at", kind="stable", ignore_index=True)
+    return frame if columns is None else frame[[c for c in columns if c in frame.columns]]
