@@ -11,6 +11,12 @@ what a client can do before that is this module's:
   one that declares a body is refused with ``400``, because httptools hands the bytes after an Upgrade head to
   the new protocol, never to the request, and its answer would be to a request without its body.
 
+A refusal is written, the sending side shut, and what the client goes on sending read and discarded for up to
+``LINGER_SECONDS`` or ``LINGER_BYTES``: the staged close of RFC 9112 section 9.6 (nginx's ``lingering_close``).
+Closing with unread bytes sends a reset: a client still writing its request then fails on its write, and one
+whose kernel drops unread data on a reset (Windows) loses the answer. curl and httpx read the answer after a
+failed write, so on Linux they saw it even before; a client that treats the failed write as the error did not.
+
 BentoML 1.4 builds its workers' uvicorn configuration itself and sets none of this, so ``install`` names this
 protocol as uvicorn's ``auto`` HTTP implementation in the worker process, which imports the service before it
 starts uvicorn. The protocol is uvicorn's httptools one with those rules added; ``install`` refuses to run
@@ -33,6 +39,11 @@ from mlplatform.lib.serving import guard
 # nginx's default buffers: a request line fits in 8 KiB, all the headers in 32 KiB (guard.MAX_HEADER_BYTES)
 MAX_REQUEST_LINE_BYTES = 8 * 1024
 MAX_HEAD_BYTES = MAX_REQUEST_LINE_BYTES + guard.MAX_HEADER_BYTES
+# after a refusal, what a client still sends is read into nothing for this long, or this much, at most: enough
+# for a client that overshot (a large header, a body behind an upgrade) to finish and read why; an attacker
+# streaming a 64 MB header is cut off after one more mebibyte
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1024 * 1024
 AUTO = "auto"
 UVICORN_AUTO = "uvicorn.protocols.http.auto:AutoHTTPProtocol"
 
@@ -70,6 +81,8 @@ if HttpToolsProtocol is not None:
             self._received = 0  # bytes read on this connection
             self._refused = False  # answered by this guard: the parser's later callbacks have no request to serve
             self._head_deadline = None
+            self._discarded = 0  # bytes read and dropped after a refusal
+            self._linger_deadline = None
 
         # the head deadline: armed while a head is awaited with some of it (or nothing yet) on the connection,
         # disarmed once the headers are complete; idle keep-alive connections are uvicorn's timeout_keep_alive's
@@ -81,10 +94,15 @@ if HttpToolsProtocol is not None:
 
         def connection_lost(self, exc) -> None:
             self._disarm_head_deadline()
+            if self._linger_deadline is not None:
+                self._linger_deadline.cancel()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if self._refused:  # read after a refusal, while an earlier answer finishes: nothing more is parsed
+            if self._refused:  # read after a refusal (lingering, or while an earlier answer finishes): dropped
+                self._discarded += len(data)
+                if self._linger_deadline is not None and self._discarded > LINGER_BYTES:
+                    self.transport.close()
                 return
             self._received += len(data)
             if self._reading_head:
@@ -190,7 +208,16 @@ if HttpToolsProtocol is not None:
                 "connection: close",
             ]
             self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-            self.transport.close()
+            self._close_lingering()
+
+        def _close_lingering(self) -> None:
+            """Shut the sending side once the answer is out, then close when the client does (``eof_received``
+            returns nothing, so the transport closes), or after ``LINGER_SECONDS``, or past ``LINGER_BYTES``."""
+            if not self.transport.can_write_eof():
+                self.transport.close()
+                return
+            self.transport.write_eof()
+            self._linger_deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 else:
     GuardedHttpProtocol = None
